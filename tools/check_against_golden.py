@@ -17,14 +17,17 @@ import torch
 from safetensors.torch import load_file
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from ditfa_tools.diffusion import ddim_sample, ddim_timesteps, dpm_timesteps, dpmpp2m_sample  # noqa: E402
 from ditfa_tools.dit_model import DiT  # noqa: E402
 
 DEFAULT = os.environ.get("DITFA_GOLDEN", "/work/shared/fixtures/golden/dit_b4_s8")
+SAMPLERS = os.path.join(os.path.dirname(DEFAULT.rstrip("/")), "samplers")
 
 
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--fixture", default=DEFAULT)
+    ap.add_argument("--samplers", default=SAMPLERS)
     args = ap.parse_args()
     torch.set_num_threads(1)
     case = json.load(open(os.path.join(args.fixture, "case.json")))
@@ -66,6 +69,31 @@ def main() -> int:
         check("cfg.output.out", cfg_out, io["cfg.output.out"])
         check("cfg.output.raw_forward", model(io["cfg.input.x"], io["cfg.input.t"], io["cfg.input.y"]),
               io["cfg.output.raw_forward"])
+
+    # samplers (diffusers DDIM / DPM-Solver++ 2M) with the fixture's fake model
+    sp = os.path.join(args.samplers, "io.safetensors")
+    if os.path.exists(sp):
+        import math
+
+        si = load_file(sp)
+        xT = si["xT"]
+
+        def fake_eps(x, t):
+            return 0.1 * x + math.sin(t / 100)
+
+        for n in (10, 20):
+            want_ts = si[f"ddim_ditconfig.steps{n}.timesteps"].tolist()
+            results.append(ddim_timesteps(n) == want_ts)
+            print(f"{'ok  ' if results[-1] else 'FAIL'} ddim timesteps {n}")
+            want = si[f"ddim_ditconfig.steps{n}.final"]
+            check(f"ddim steps{n} final", ddim_sample(fake_eps, xT, n), want, tol=1e-4)
+            want_ts = si[f"dpmpp2m_ditconfig.steps{n}.timesteps"].tolist()
+            results.append(dpm_timesteps(n) == want_ts)
+            print(f"{'ok  ' if results[-1] else 'FAIL'} dpm++ timesteps {n}")
+            want = si[f"dpmpp2m_ditconfig.steps{n}.final"]
+            check(f"dpm++2m steps{n} final", dpmpp2m_sample(fake_eps, xT, n), want, tol=1e-4)
+    else:
+        print(f"skip samplers: {sp} not found")
     n_ok = sum(results)
     print(f"{n_ok} passed, {len(results) - n_ok} failed")
     return 0 if all(results) else 1

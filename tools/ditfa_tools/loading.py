@@ -1,0 +1,37 @@
+"""Load a trained DiT (EMA weights) from a training checkpoint, an EMA snapshot or an export."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import torch
+
+from .dit_model import DiT, FASHION_DIT_CONFIG, build_dit
+
+
+def load_dit(path: str, use_ema: bool = True) -> tuple[DiT, dict, int]:
+    """path: runs/dit/ckpt.pt | runs/dit/ema_XXXXXXX.pt | models/fashion-dit[/weights.safetensors].
+
+    Returns (model in eval mode, config, training step)."""
+    if os.path.isdir(path):
+        path = os.path.join(path, "weights.safetensors")
+    if path.endswith(".safetensors"):
+        from safetensors.torch import load_file
+
+        cfg_path = os.path.join(os.path.dirname(path), "config.json")
+        config = dict(FASHION_DIT_CONFIG)
+        step = -1
+        if os.path.exists(cfg_path):
+            c = json.load(open(cfg_path))
+            config.update({k: c[k] for k in config if k in c})
+            step = int(c.get("training_steps", -1))
+        sd = load_file(path)
+    else:
+        ck = torch.load(path, map_location="cpu", weights_only=False)
+        config = ck["config"]
+        step = int(ck["step"])
+        sd = ck["ema"] if use_ema or "model" not in ck else ck["model"]
+    model = build_dit(config)
+    model.load_state_dict(sd, strict=True)
+    return model.eval(), config, step
