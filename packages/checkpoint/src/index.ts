@@ -2,4 +2,8 @@ export * from './errors.js';
 export * from './dtype.js';
 export * from './source.js';
 export * from './safetensors.js';
+export * from './zip.js';
+export * from './pickle.js';
+export * from './torch.js';
+export * from './load.js';
 export * from './hash.js';

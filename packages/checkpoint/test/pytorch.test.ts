@@ -1,0 +1,156 @@
+import { readFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import {
+  CheckpointErrorCode,
+  gatherStrided,
+  loadCheckpoint,
+  readPytorch,
+  readSafetensors,
+  toFloat32,
+  toFloat32Tensors,
+  unpickle,
+  weightsHash,
+} from '../src/index.js';
+
+const fixtures = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures');
+const fx = (name: string): string => path.join(fixtures, name);
+
+function errorOf(fn: () => unknown): Error & { code?: string } {
+  try {
+    fn();
+  } catch (e) {
+    return e as Error & { code?: string };
+  }
+  throw new Error('expected a throw');
+}
+
+describe('PyTorch zip checkpoints', () => {
+  it('reads a module state_dict identical to the safetensors copy of the same weights', () => {
+    const bin = loadCheckpoint(fx('weights.bin'));
+    const st = loadCheckpoint(fx('weights.safetensors'));
+    expect(bin.format).toBe('pytorch');
+    expect(st.format).toBe('safetensors');
+    expect(st.metadata).toEqual({ format: 'pt' });
+    expect([...bin.tensors.keys()].sort()).toEqual([...st.tensors.keys()].sort());
+    expect(bin.tensors.size).toBe(8);
+    for (const [name, t] of st.tensors) {
+      const b = bin.tensors.get(name)!;
+      expect(b.dtype, name).toBe(t.dtype);
+      expect(b.shape, name).toEqual(t.shape);
+      expect(Buffer.from(b.bytes).equals(Buffer.from(t.bytes)), name).toBe(true);
+    }
+    expect(bin.tensors.get('2.weight')!.shape).toEqual([2, 4, 2, 2]);
+    expect(bin.tensors.get('scalar')!.shape).toEqual([]);
+    expect(Array.from(toFloat32(bin.tensors.get('scalar')!))).toEqual([2.5]);
+    expect(bin.tensors.get('empty')!.shape).toEqual([0, 3]);
+    expect(weightsHash(bin.tensors)).toBe(weightsHash(st.tensors));
+    expect(weightsHash(toFloat32Tensors(bin.tensors))).toBe(weightsHash(st.tensors));
+  });
+
+  it('reads the same archive with deflated entries', () => {
+    const a = readPytorch(fx('weights.bin'));
+    const b = readPytorch(new Uint8Array(readFileSync(fx('weights_deflate.bin'))));
+    expect(weightsHash(b.tensors)).toBe(weightsHash(a.tensors));
+  });
+
+  it('widens float16 and bfloat16 storages exactly as torch .float() does', () => {
+    const bin = loadCheckpoint(fx('halfs.bin'));
+    const st = loadCheckpoint(fx('halfs.safetensors'));
+    const expected = loadCheckpoint(fx('halfs_expected_f32.safetensors'));
+    expect(bin.tensors.get('f16')!.dtype).toBe('F16');
+    expect(bin.tensors.get('bf16')!.dtype).toBe('BF16');
+    expect(bin.tensors.get('f64')!.dtype).toBe('F64');
+    for (const name of ['f16', 'bf16', 'f64']) {
+      const want = Array.from(toFloat32(expected.tensors.get(name)!));
+      expect(Array.from(toFloat32(bin.tensors.get(name)!)), name).toEqual(want);
+      expect(Array.from(toFloat32(st.tensors.get(name)!)), name).toEqual(want);
+    }
+  });
+
+  it('gathers non-contiguous views, storage offsets and shared storages', () => {
+    const bin = loadCheckpoint(fx('views.bin'));
+    const expected = loadCheckpoint(fx('views_expected.safetensors'));
+    for (const [name, t] of expected.tensors) {
+      expect(bin.tensors.get(name)!.shape, name).toEqual(t.shape);
+      expect(Array.from(toFloat32(bin.tensors.get(name)!)), name).toEqual(Array.from(toFloat32(t)));
+    }
+    expect(bin.tensors.get('transposed')!.shape).toEqual([6, 4]);
+  });
+
+  it('flattens nested dicts, unwraps parameters and lists skipped non-tensor leaves', () => {
+    const ckpt = loadCheckpoint(fx('nested.bin'));
+    expect([...ckpt.tensors.keys()].sort()).toEqual(['model.w', 'p']);
+    expect(Array.from(toFloat32(ckpt.tensors.get('p')!))).toEqual([0.5, 0.5, 0.5]);
+    expect([...ckpt.ignored].sort()).toEqual(['epoch', 'name']);
+  });
+
+  it('refuses a pickle that would call os.system, naming the global, without running it', () => {
+    const e = errorOf(() => loadCheckpoint(fx('malicious.bin')));
+    expect(e.code).toBe(CheckpointErrorCode.UnsafePickle);
+    expect(e.message).toMatch(/posix\.system|os\.system/);
+  });
+
+  it('reports truncated zips and legacy files with codes', () => {
+    expect(errorOf(() => loadCheckpoint(fx('truncated.bin'))).code).toBe(CheckpointErrorCode.Corrupt);
+    expect(errorOf(() => loadCheckpoint(fx('legacy.pt'))).code).toBe(CheckpointErrorCode.Unsupported);
+    expect(errorOf(() => loadCheckpoint(new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]))).code).toBe(CheckpointErrorCode.Unsupported);
+  });
+
+  it('detects a corrupted storage byte through the zip CRC', () => {
+    const bytes = new Uint8Array(readFileSync(fx('weights.bin')));
+    const at = Buffer.from(bytes).indexOf('weights/data/0') + 'weights/data/0'.length;
+    // The first local header of data/0 is followed by padding and the data; flip a byte of the data.
+    const entryData = Buffer.from(bytes).indexOf(Buffer.from(readSafetensors(fx('weights.safetensors')).tensors.get('0.weight')!.bytes), at);
+    expect(entryData).toBeGreaterThan(0);
+    bytes[entryData] = bytes[entryData]! ^ 0xff;
+    const e = errorOf(() => loadCheckpoint(bytes));
+    expect(e.code).toBe(CheckpointErrorCode.Corrupt);
+    expect(e.message).toContain('CRC-32');
+  });
+});
+
+describe('restricted unpickler', () => {
+  const pk = (...parts: (number | string)[]): Uint8Array =>
+    new Uint8Array(parts.flatMap((p) => (typeof p === 'number' ? [p] : [...Buffer.from(p, 'latin1')])));
+
+  it('builds dicts, lists, tuples, ints, floats and strings', () => {
+    // {'a': [1, -2, 70000, 2**40, True, None], 'b': (1.5,)}
+    const v = unpickle(pk(0x80, 2, 0x7d, 0x28, 0x8c, 1, 'a', 0x5d, 0x28, 0x4b, 1, 0x4a, 0xfe, 0xff, 0xff, 0xff, 0x4a, 0x70, 0x11, 0x01, 0x00,
+      0x8a, 6, 0, 0, 0, 0, 0, 1, 0x88, 0x4e, 0x65, 0x8c, 1, 'b', 0x47, 0x3f, 0xf8, 0, 0, 0, 0, 0, 0, 0x85, 0x75, 0x2e));
+    expect(v).toBeInstanceOf(Map);
+    const m = v as Map<unknown, unknown>;
+    expect(m.get('a')).toEqual([1, -2, 70000, 2 ** 40, true, null]);
+    expect(m.get('b')).toEqual({ kind: 'tuple', items: [1.5] });
+  });
+
+  it.each([
+    ['GLOBAL builtins.eval', pk(0x80, 2, 0x63, 'builtins\neval\n', 0x2e), 'builtins.eval'],
+    ['STACK_GLOBAL os.system', pk(0x80, 4, 0x8c, 2, 'os', 0x8c, 6, 'system', 0x93, 0x2e), 'os.system'],
+    ['INST', pk(0x80, 2, 0x28, 0x69, 'os\nsystem\n', 0x2e), 'INST'],
+    ['NEWOBJ', pk(0x80, 2, 0x7d, 0x29, 0x81, 0x2e), 'NEWOBJ'],
+    ['REDUCE on a plain value', pk(0x80, 2, 0x4b, 1, 0x29, 0x52, 0x2e), 'REDUCE'],
+    ['BUILD on a list', pk(0x80, 2, 0x5d, 0x7d, 0x62, 0x2e), 'BUILD'],
+  ])('rejects %s with ERR_DITFA_CHECKPOINT_UNSAFE_PICKLE', (_what, bytes, needle) => {
+    const e = errorOf(() => unpickle(bytes));
+    expect(e.code).toBe(CheckpointErrorCode.UnsafePickle);
+    expect(e.message).toContain(needle);
+  });
+
+  it.each([
+    ['a pickle without STOP', pk(0x80, 2, 0x7d)],
+    ['a truncated BINUNICODE', pk(0x80, 2, 0x58, 10, 0, 0, 0, 'ab')],
+    ['a memo get of a missing entry', pk(0x80, 2, 0x68, 3, 0x2e)],
+    ['SETITEMS without a dict', pk(0x80, 2, 0x5d, 0x28, 0x4b, 1, 0x4b, 2, 0x75, 0x2e)],
+    ['TUPLE without MARK', pk(0x80, 2, 0x4b, 1, 0x74, 0x2e)],
+  ])('rejects %s as corrupt', (_what, bytes) => {
+    expect(errorOf(() => unpickle(bytes)).code).toBe(CheckpointErrorCode.Corrupt);
+  });
+
+  it('checks that a strided view stays inside its storage', () => {
+    const storage = new Uint8Array(4 * 6);
+    expect(errorOf(() => gatherStrided(storage, 6, { offset: 1, size: [2, 3], stride: [3, 1] }, 4, 't')).code).toBe(CheckpointErrorCode.Corrupt);
+    expect(gatherStrided(storage, 6, { offset: 0, size: [2, 3], stride: [3, 1] }, 4, 't').byteLength).toBe(24);
+  });
+});
