@@ -19,6 +19,5 @@ export * from './strategy-registry.js';
 export * from './lookahead.js';
 export * from './full-strategy.js';
 export * from './residual.js';
-export * from './residual.js';
 export * from './plan.js';
 export * from './plan-schema.js';
