@@ -1,0 +1,287 @@
+import {
+  CacheManager,
+  InvalidArgumentError,
+  ShapeMismatchError,
+  StrategyNotFoundError,
+  broadcastCfg,
+  cfgHalves,
+  createReferenceBackend,
+  expectInteger,
+  sliceBatch,
+  tensor,
+  type AttentionStrategy,
+  type CacheStats,
+  type CfgLayout,
+  type CfgOrder,
+  type ComputeDtype,
+  type KernelBackend,
+  type PlanView,
+  type QkvInputs,
+  type QkvNeed,
+  type StrategyContext,
+  type StrategyEvent,
+  type StrategyLookup,
+  type StrategyResult,
+  type Tensor,
+  type WindowSpec,
+} from '@ditfa/core';
+import { linear, randomTensor, type ToyModel } from './toy-model.js';
+
+/**
+ * A test driver that plays the model adapter's side of the strategy contract (see `@ditfa/core`'s
+ * `strategy.ts`) on a {@link ToyModel}: per step and block it asks the plan's strategy what it
+ * `needs`, projects q/k/v only for those rows (none, the conditional half, or all), runs the strategy,
+ * out-projects `'attention'` results (once, on the conditional rows under ASC, then copied to both
+ * halves), passes `'projected'` results through, and calls `observe` of every strategy after each
+ * computed out-projection. It counts the dense work so tests can check what a strategy requested.
+ *
+ * It is not the product pipeline: no sampler, no real model, no planner.
+ */
+
+export interface ToyRunOptions {
+  readonly model: ToyModel;
+  /** One seed per sample: its initial latent and its condition. */
+  readonly samples: readonly number[];
+  /** CFG order of the batch, or `null` for a batch without CFG (one row per sample). */
+  readonly cfg: CfgOrder | null;
+  /** `methods[step][block]`, or a plan view. */
+  readonly plan: PlanView | readonly (readonly string[])[];
+  readonly strategies: StrategyLookup;
+  readonly window: WindowSpec;
+  readonly backend?: KernelBackend;
+  readonly cache?: CacheManager;
+  readonly compute?: ComputeDtype;
+  /** Guidance scale (default 4). */
+  readonly guidance?: number;
+  /** Keep q/k/v and outputs of every (step, block) in the trace (default true). */
+  readonly keepTensors?: boolean;
+}
+
+/** What happened at one (step, block). */
+export interface BlockTrace {
+  readonly step: number;
+  readonly block: number;
+  readonly method: string;
+  readonly need: QkvNeed;
+  /** Batch rows whose q/k/v were projected (0, B/2 or B). */
+  readonly qkvRows: number;
+  /** Batch rows that went through the out-projection (0, B/2 or B). */
+  readonly outProjectionRows: number;
+  readonly result: { readonly kind: StrategyResult['kind']; readonly rows: 'all' | 'conditional' | null };
+  /** The q/k/v handed to the strategy (`null` when it needed none or `keepTensors` is false). */
+  readonly inputs: QkvInputs | null;
+  /** The strategy's output as returned: attention `[rows, L, H, D]` or projected `[B, L, C]`. */
+  readonly output: Tensor | null;
+  /** The block's attention branch output after projection and CFG copy, `[B, L, C]`. */
+  readonly projected: Tensor | null;
+}
+
+export interface ToyRunResult {
+  /** Final latents, one `[L, C]` per sample, `[n, L, C]`. */
+  readonly latents: Tensor;
+  readonly trace: readonly BlockTrace[];
+  readonly events: readonly StrategyEvent[];
+  readonly cache: CacheStats;
+  /** Totals over the run. */
+  readonly counts: { readonly qkvRows: number; readonly outProjectionRows: number; readonly outProjectionCalls: number };
+  /** Batch rows (2n with CFG, n without). */
+  readonly batch: number;
+}
+
+function planView(plan: ToyRunOptions['plan'], blocks: number): PlanView {
+  if (!Array.isArray(plan)) return plan as PlanView;
+  const methods = plan as readonly (readonly string[])[];
+  methods.forEach((row, s) => {
+    if (row.length !== blocks) throw new InvalidArgumentError(`Expected ${blocks} methods at plan step ${s} but received ${row.length}`);
+  });
+  return { numSteps: methods.length, numBlocks: blocks, methodAt: (step, block) => methods[step]?.[block] };
+}
+
+/** Rows of `x` (`[B, L, C]`) laid out as a CFG batch: per-sample rows in the conditional half, null rows in the other. */
+function condition(model: ToyModel, samples: readonly number[], cfg: CfgLayout | null): Float32Array[] {
+  const conds = samples.map((seed) => randomTensor([model.channels], seed * 7919 + 17, 0.5).data);
+  if (!cfg) return conds;
+  const nulls = samples.map(() => model.nullCondition);
+  return cfg.order === 'cond-first' ? [...conds, ...nulls] : [...nulls, ...conds];
+}
+
+function timeEmbedding(step: number, C: number): Float32Array {
+  const e = new Float32Array(C);
+  for (let c = 0; c < C; c++) e[c] = 0.3 * Math.sin((step + 1) * (c + 1) * 0.37);
+  return e;
+}
+
+/** Runs a toy generation of `plan.numSteps` steps. */
+export async function runToyPipeline(options: ToyRunOptions): Promise<ToyRunResult> {
+  const { model, samples, strategies } = options;
+  const { tokens: L, heads: H, headDim: D } = model.config;
+  const C = model.channels;
+  const n = samples.length;
+  expectInteger('samples.length', n, 1);
+  const cfg: CfgLayout | null = options.cfg ? { order: options.cfg } : null;
+  const B = cfg ? 2 * n : n;
+  const plan = planView(options.plan, model.config.blocks);
+  const backend = options.backend ?? createReferenceBackend();
+  const cache = options.cache ?? new CacheManager();
+  const guidance = options.guidance ?? 4;
+  const keep = options.keepTensors ?? true;
+  const events: StrategyEvent[] = [];
+  const trace: BlockTrace[] = [];
+  const counts = { qkvRows: 0, outProjectionRows: 0, outProjectionCalls: 0 };
+  const conds = condition(model, samples, cfg);
+  const rowsOf = (t: Float32Array, rows: number): Tensor => tensor(t, [rows, L, H, D]);
+
+  // latents[i]: [L, C] per sample
+  const latents = samples.map((seed) => randomTensor([L, C], seed * 104729 + 3).data);
+  const sampleOfRow = (r: number): number => (cfg ? r % n : r);
+
+  for (let step = 0; step < plan.numSteps; step++) {
+    const temb = timeEmbedding(step, C);
+    const x = new Float32Array(B * L * C);
+    for (let r = 0; r < B; r++) {
+      const lat = latents[sampleOfRow(r)]!;
+      const cond = conds[r]!;
+      for (let l = 0; l < L; l++) for (let c = 0; c < C; c++) x[(r * L + l) * C + c] = lat[l * C + c]! + cond[c]! + temb[c]!;
+    }
+    for (let block = 0; block < model.config.blocks; block++) {
+      const w = model.blocks[block]!;
+      const method = plan.methodAt(step, block);
+      const strategy: AttentionStrategy | undefined = method === undefined ? undefined : strategies.get(method);
+      if (!strategy || method === undefined) {
+        throw new StrategyNotFoundError(`Expected a strategy for method ${JSON.stringify(method)} at step ${step}, block ${block}; known: ${strategies.names().join(', ')}`);
+      }
+      const ctx: StrategyContext = {
+        step,
+        block,
+        numSteps: plan.numSteps,
+        numBlocks: plan.numBlocks,
+        method,
+        cfg,
+        backend,
+        plan,
+        cache: cache.scope(block),
+        window: options.window,
+        compute: options.compute ?? 'fp32',
+        strategies,
+        report: (e) => void events.push(e),
+      };
+      const xt = tensor(x, [B, L, C]);
+      const need = strategy.needs(ctx);
+      let inputs: QkvInputs | null = null;
+      let qkvRows = 0;
+      if (need === 'all' || need === 'conditional') {
+        if (need === 'conditional' && !cfg) throw new InvalidArgumentError(`Strategy "${method}" asked for the conditional rows of a batch without CFG`);
+        const src = need === 'all' ? xt : cfgHalves(xt, cfg!).cond;
+        qkvRows = src.shape[0]!;
+        inputs = { rows: need, q: rowsOf(linear(src.data, w.wq, C), qkvRows), k: rowsOf(linear(src.data, w.wk, C), qkvRows), v: rowsOf(linear(src.data, w.wv, C), qkvRows) };
+      } else if (need !== 'none') {
+        throw new InvalidArgumentError(`Strategy "${method}" returned an unknown need ${JSON.stringify(need)}`);
+      }
+      const result = await strategy.run(ctx, inputs);
+      let projected: Tensor;
+      let outProjectionRows = 0;
+      if (result.kind === 'attention') {
+        const rows = result.rows === 'conditional' ? (cfg ? B / 2 : B) : B;
+        if (result.rows === 'conditional' && !cfg) throw new InvalidArgumentError(`Strategy "${method}" returned conditional rows for a batch without CFG`);
+        const s = result.output.shape;
+        if (s.length !== 4 || s[0] !== rows || s[1] !== L || s[2] !== H || s[3] !== D) {
+          throw new ShapeMismatchError(`Expected "${method}" to return attention of shape [${rows}, ${L}, ${H}, ${D}] but received [${s.join(', ')}]`);
+        }
+        const o = tensor(linear(result.output.data, w.wo, C), [rows, L, C]);
+        outProjectionRows = rows;
+        counts.outProjectionCalls += 1;
+        projected = result.rows === 'conditional' ? broadcastCfg(o) : o;
+        for (const name of strategies.names()) strategies.get(name)?.observe?.(ctx, { kind: 'projected', output: projected });
+      } else if (result.kind === 'projected') {
+        const s = result.output.shape;
+        if (s.length !== 3 || s[0] !== B || s[1] !== L || s[2] !== C) {
+          throw new ShapeMismatchError(`Expected "${method}" to return a projected output of shape [${B}, ${L}, ${C}] but received [${s.join(', ')}]`);
+        }
+        projected = result.output;
+      } else {
+        throw new InvalidArgumentError(`Strategy "${method}" returned an unknown result kind ${JSON.stringify((result as { kind?: unknown }).kind)}`);
+      }
+      counts.qkvRows += qkvRows;
+      counts.outProjectionRows += outProjectionRows;
+      trace.push({
+        step,
+        block,
+        method,
+        need,
+        qkvRows,
+        outProjectionRows,
+        result: { kind: result.kind, rows: result.kind === 'attention' ? result.rows : null },
+        inputs: keep ? inputs : null,
+        output: keep ? result.output : null,
+        projected: keep ? projected : null,
+      });
+      // residual stream: attention branch, then a small tanh MLP
+      for (let i = 0; i < x.length; i++) x[i]! += 0.5 * projected.data[i]!;
+      const m = linear(x, w.wm, C);
+      for (let i = 0; i < x.length; i++) x[i]! += 0.2 * Math.tanh(m[i]!);
+    }
+    // guided update of each sample's latent from the model output x
+    const eps = tensor(x, [B, L, C]);
+    const halves = cfg ? cfgHalves(eps, cfg) : null;
+    for (let i = 0; i < n; i++) {
+      const lat = latents[i]!;
+      const ec = (halves ? sliceBatch(halves.cond, i, i + 1) : sliceBatch(eps, i, i + 1)).data;
+      const eu = halves ? sliceBatch(halves.uncond, i, i + 1).data : ec;
+      for (let j = 0; j < lat.length; j++) lat[j]! -= (eu[j]! + guidance * (ec[j]! - eu[j]!)) / (plan.numSteps + 1);
+    }
+  }
+  const out = new Float32Array(n * L * C);
+  latents.forEach((lat, i) => out.set(lat, i * L * C));
+  return { latents: tensor(out, [n, L, C]), trace, events, cache: cache.stats(), counts, batch: B };
+}
+
+/** Options of {@link toyContext}. */
+export interface ToyContextOptions {
+  readonly methods: readonly (string | undefined)[];
+  readonly step: number;
+  readonly strategies: StrategyLookup;
+  readonly window: WindowSpec;
+  readonly cache?: CacheManager;
+  readonly block?: number;
+  readonly cfg?: CfgOrder | null;
+  readonly backend?: KernelBackend;
+  readonly events?: StrategyEvent[];
+}
+
+/** A strategy context for one block whose plan is `methods[step]`, for calling strategies directly. */
+export function toyContext(options: ToyContextOptions): StrategyContext {
+  const { methods, step } = options;
+  const block = options.block ?? 0;
+  const method = methods[step];
+  if (method === undefined) throw new InvalidArgumentError(`Expected a method at step ${step} of the plan but received none`);
+  const events = options.events ?? [];
+  return {
+    step,
+    block,
+    numSteps: methods.length,
+    numBlocks: block + 1,
+    method,
+    cfg: options.cfg ? { order: options.cfg } : null,
+    backend: options.backend ?? createReferenceBackend(),
+    plan: { numSteps: methods.length, numBlocks: block + 1, methodAt: (s, b) => (b === block ? methods[s] : undefined) },
+    cache: (options.cache ?? new CacheManager()).scope(block),
+    window: options.window,
+    compute: 'fp32',
+    strategies: options.strategies,
+    report: (e) => void events.push(e),
+  };
+}
+
+/** A backend that counts the calls of each kernel of `inner` (the reference backend by default). */
+export function countingBackend(inner: KernelBackend = createReferenceBackend()): { backend: KernelBackend; calls: Record<'attention' | 'windowAttention' | 'fullWithResidual' | 'windowWithResidual', number> } {
+  const calls = { attention: 0, windowAttention: 0, fullWithResidual: 0, windowWithResidual: 0 };
+  const backend: KernelBackend = {
+    name: inner.name,
+    capabilities: () => inner.capabilities(),
+    attention: (...a) => (calls.attention++, inner.attention(...a)),
+    windowAttention: (...a) => (calls.windowAttention++, inner.windowAttention(...a)),
+    fullWithResidual: (...a) => (calls.fullWithResidual++, inner.fullWithResidual(...a)),
+    windowWithResidual: (...a) => (calls.windowWithResidual++, inner.windowWithResidual(...a)),
+  };
+  return { backend, calls };
+}
