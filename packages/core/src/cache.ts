@@ -47,6 +47,11 @@ export interface CacheStats {
   readonly generation: number;
 }
 
+/** Anything that hands out per-block cache scopes: a {@link CacheManager} or a {@link CacheOverlay}. */
+export interface CacheProvider {
+  scope(block: number): CacheScope;
+}
+
 /** The caches of one block, handed to strategies in their context. */
 export interface CacheScope {
   readonly block: number;
@@ -58,7 +63,7 @@ export interface CacheScope {
 
 const entryKey = (block: number, kind: string): string => `${block}\u0000${kind}`;
 
-export class CacheManager {
+export class CacheManager implements CacheProvider {
   readonly #entries = new Map<string, { block: number; kind: string; value: Tensor }>();
   readonly #budget: number | null;
   readonly #onEvent: ((event: CacheEvent) => void) | undefined;
@@ -81,6 +86,11 @@ export class CacheManager {
   /** Most bytes held at once since the last reset. */
   get peakBytes(): number {
     return this.#peak;
+  }
+
+  /** The byte budget, `null` when unlimited. */
+  get budgetBytes(): number | null {
+    return this.#budget;
   }
 
   get generation(): number {
@@ -160,5 +170,94 @@ export class CacheManager {
     this.#current -= entry.value.data.byteLength;
     this.#entries.delete(key);
     return true;
+  }
+}
+
+/**
+ * A transaction over a {@link CacheManager}: scopes read the overlay first, then the base; puts and
+ * deletes stay in the overlay until {@link CacheOverlay.commit}. The planner uses one per trial so a
+ * rejected candidate leaves the caches as they were. Puts are checked against the base's budget as if
+ * the overlay were already committed (the same refuse policy), so a commit never exceeds the budget
+ * as long as the base did not change in between.
+ */
+export class CacheOverlay implements CacheProvider {
+  readonly #base: CacheManager;
+  /** `null` marks a deletion. */
+  readonly #writes = new Map<string, { block: number; kind: string; value: Tensor | null }>();
+  #projected: number;
+
+  constructor(base: CacheManager) {
+    this.#base = base;
+    this.#projected = base.currentBytes;
+  }
+
+  /** Bytes the base would hold after a commit. */
+  get projectedBytes(): number {
+    return this.#projected;
+  }
+
+  scope(block: number): CacheScope {
+    expectInteger('block', block, 0);
+    const base = this.#base.scope(block);
+    const read = (kind: string): Tensor | undefined => {
+      const w = this.#writes.get(entryKey(block, kind));
+      return w ? (w.value ?? undefined) : base.get(kind);
+    };
+    return {
+      block,
+      get: read,
+      has: (kind) => read(kind) !== undefined,
+      put: (kind, value) => {
+        if (typeof kind !== 'string' || kind === '') {
+          throw new InvalidArgumentError(`Expected a non-empty cache kind but received ${describeValue(kind)}`);
+        }
+        if (!value || !(value.data instanceof Float32Array)) {
+          throw new InvalidArgumentError(`Expected a Tensor to cache but received ${describeValue(value)}`);
+        }
+        const bytes = value.data.byteLength;
+        const wouldUse = this.#projected - (read(kind)?.data.byteLength ?? 0) + bytes;
+        const budget = this.#base.budgetBytes;
+        if (budget !== null && wouldUse > budget) {
+          return { stored: false, bytes, reason: 'budget', budgetBytes: budget, wouldUseBytes: wouldUse };
+        }
+        this.#writes.set(entryKey(block, kind), { block, kind, value });
+        this.#projected = wouldUse;
+        return { stored: true, bytes };
+      },
+      delete: (kind) => {
+        const current = read(kind);
+        if (current === undefined) return false;
+        this.#writes.set(entryKey(block, kind), { block, kind, value: null });
+        this.#projected -= current.data.byteLength;
+        return true;
+      },
+    };
+  }
+
+  /** Applies the overlay's writes (of `blocks` only, when given) to the base and forgets them. */
+  commit(blocks?: Iterable<number>): void {
+    const only = blocks === undefined ? null : new Set(blocks);
+    for (const [key, w] of this.#writes) {
+      if (only && !only.has(w.block)) continue;
+      const scope = this.#base.scope(w.block);
+      if (w.value === null) scope.delete(w.kind);
+      else if (!scope.put(w.kind, w.value).stored) scope.delete(w.kind);
+      this.#writes.delete(key);
+    }
+    this.#projected = this.#base.currentBytes + this.#pendingDelta();
+  }
+
+  /** Forgets every write. */
+  discard(): void {
+    this.#writes.clear();
+    this.#projected = this.#base.currentBytes;
+  }
+
+  #pendingDelta(): number {
+    let delta = 0;
+    for (const w of this.#writes.values()) {
+      delta += (w.value?.data.byteLength ?? 0) - (this.#base.scope(w.block).get(w.kind)?.data.byteLength ?? 0);
+    }
+    return delta;
   }
 }

@@ -18,6 +18,7 @@ export * from './strategy.js';
 export * from './strategy-registry.js';
 export * from './lookahead.js';
 export * from './full-strategy.js';
+export * from './execute.js';
 export * from './residual.js';
 export * from './plan.js';
 export * from './plan-schema.js';

@@ -1,5 +1,8 @@
 import type { StrategyContext } from './strategy.js';
 
+/** The part of a strategy context lookahead reads. */
+export type LookaheadContext = Pick<StrategyContext, 'step' | 'block' | 'numSteps' | 'plan' | 'strategies'>;
+
 /**
  * Plan lookahead shared by strategies. A method the plan has not decided yet (`undefined`, during
  * calibration) counts as one that might need what is being considered, so nothing is dropped that a
@@ -7,7 +10,7 @@ import type { StrategyContext } from './strategy.js';
  */
 
 /** True when a later step of this block reads the residual before another step refreshes it. */
-export function residualNeededAhead(ctx: StrategyContext): boolean {
+export function residualNeededAhead(ctx: LookaheadContext): boolean {
   for (let step = ctx.step + 1; step < ctx.numSteps; step++) {
     const method = ctx.plan.methodAt(step, ctx.block);
     if (method === undefined) return true;
@@ -20,7 +23,7 @@ export function residualNeededAhead(ctx: StrategyContext): boolean {
 }
 
 /** True when the next step of this block reuses this step's projected output (AST). */
-export function outputNeededNext(ctx: StrategyContext): boolean {
+export function outputNeededNext(ctx: LookaheadContext): boolean {
   if (ctx.step + 1 >= ctx.numSteps) return false;
   const method = ctx.plan.methodAt(ctx.step + 1, ctx.block);
   if (method === undefined) return true;

@@ -69,3 +69,40 @@ describe('CacheManager', () => {
     expect(() => cache.scope(0).put('x', [1, 2] as never)).toThrow(expect.objectContaining({ code: ErrorCode.InvalidArgument }));
   });
 });
+
+describe('CacheOverlay', () => {
+  it('reads through to the base and keeps writes to itself until commit', async () => {
+    const { CacheOverlay } = await import('../src/index.js');
+    const base = new CacheManager();
+    base.scope(0).put('residual', t(4));
+    const overlay = new CacheOverlay(base);
+    const s = overlay.scope(0);
+    expect(s.get('residual')?.data.length).toBe(4);
+    s.put('residual', t(8));
+    overlay.scope(1).put('projected', t(2));
+    expect(s.get('residual')?.data.length).toBe(8);
+    expect(base.scope(0).get('residual')?.data.length).toBe(4);
+    expect(base.scope(1).has('projected')).toBe(false);
+    expect(overlay.projectedBytes).toBe(4 * (8 + 2));
+    overlay.commit([0]);
+    expect(base.scope(0).get('residual')?.data.length).toBe(8);
+    expect(base.scope(1).has('projected')).toBe(false);
+    overlay.discard();
+    expect(overlay.scope(1).has('projected')).toBe(false);
+    expect(base.currentBytes).toBe(32);
+  });
+
+  it('records deletions and checks the base budget as if committed', async () => {
+    const { CacheOverlay } = await import('../src/index.js');
+    const base = new CacheManager({ budgetBytes: 40 });
+    base.scope(0).put('a', t(6));
+    const overlay = new CacheOverlay(base);
+    expect(overlay.scope(1).put('b', t(5)).stored).toBe(false);
+    expect(overlay.scope(0).delete('a')).toBe(true);
+    expect(overlay.scope(0).has('a')).toBe(false);
+    expect(overlay.scope(1).put('b', t(10)).stored).toBe(true);
+    overlay.commit();
+    expect(base.scope(0).has('a')).toBe(false);
+    expect(base.currentBytes).toBe(40);
+  });
+});
