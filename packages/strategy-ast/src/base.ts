@@ -1,0 +1,2 @@
+/** Side-effect-free entry: the factory, nothing registered. */
+export { ast } from './ast.js';
