@@ -53,6 +53,10 @@ def parse_args(argv=None):
     ap.add_argument("--max-steps", type=int, default=100_000)
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--adaptive-threads", type=int, default=1,
+                    help="1: drop to 1 thread when a step suddenly gets 3x slower, and every 200 steps try the "
+                         "other count for <= 3 steps, keeping the faster (a niced job sharing a busy 2-core "
+                         "machine stalls with 2 threads); 0: always --threads")
     ap.add_argument("--no-bf16", action="store_true", help="train in float32 (no bf16 autocast)")
     ap.add_argument("--ckpt-dir", action="append", default=None,
                     help="checkpoint/log directory (repeatable); default runs/dit and /work/ditfa-train")
@@ -176,7 +180,49 @@ def main(argv=None) -> None:
     win_t, win_n = time.time(), 0
     acc = {"loss": 0.0, "mse": 0.0, "vb": 0.0, "n": 0}
     model.train()
+    # adaptive thread count (CPU): a niced job whose 2 OpenMP threads share a busy 2-core machine
+    # can stall (the thread that shares a core is starved and the other one waits at every barrier)
+    from collections import deque
+
+    thr = {"cur": 1 if args.adaptive_threads else args.threads, "recent": deque(maxlen=10), "probe": None, "probe_times": []}
+    alt_of = {args.threads: 1, 1: args.threads}
+
+    def set_threads(n: int) -> None:
+        if torch.get_num_threads() != n:
+            torch.set_num_threads(n)
+
+    def pick_threads(step_dt: float | None) -> None:
+        if not args.adaptive_threads or args.threads == 1 or device.type != "cpu" or step_dt is None:
+            return
+        cur = thr["cur"]
+        if thr["probe"] is None:
+            med = float(np.median(thr["recent"])) if len(thr["recent"]) >= 5 else None
+            if cur != 1 and med is not None and step_dt > 3 * med:  # sudden contention: fall back now
+                print(f"step took {step_dt:.1f}s (median {med:.1f}s): threads {cur} -> 1", flush=True)
+                thr["cur"], thr["recent"] = 1, deque(maxlen=10)
+                set_threads(1)
+                return
+            thr["recent"].append(step_dt)
+            if (step % 200 == 0 or step == 20) and med is not None:  # probe the other count for up to 3 steps
+                thr["probe"], thr["probe_times"], thr["ref"] = alt_of[cur], [], med
+                set_threads(thr["probe"])
+            return
+        thr["probe_times"].append(step_dt)
+        alt = thr["probe"]
+        slow = step_dt > 2 * thr["ref"]
+        if slow or len(thr["probe_times"]) >= 3:
+            alt_med = float(np.median(thr["probe_times"][1:] or thr["probe_times"]))
+            if not slow and alt_med < 0.85 * thr["ref"]:
+                print(f"threads {cur} -> {alt} ({thr['ref']:.2f}s -> {alt_med:.2f}s per step)", flush=True)
+                thr["cur"], thr["recent"] = alt, deque(maxlen=10)
+            thr["probe"] = None
+            set_threads(thr["cur"])
+
+    set_threads(thr["cur"])
+    step_dt = None
     while step < args.max_steps and not stop["flag"]:
+        pick_threads(step_dt)
+        t_step = time.time()
         if pos + args.batch_size > N:
             epoch, pos = epoch + 1, 0
             perm = perm_for(epoch)
@@ -211,6 +257,7 @@ def main(argv=None) -> None:
             for pe, pm in zip(ema.parameters(), model.parameters()):
                 pe.mul_(decay).add_(pm.detach(), alpha=1 - decay)
         step += 1
+        step_dt = time.time() - t_step
         win_n += B
         acc["loss"] += loss.item()
         acc["mse"] += terms["mse"].mean().item()
@@ -232,6 +279,7 @@ def main(argv=None) -> None:
                 "epoch": epoch,
                 "time": round(now, 1),
                 "device": device.type,
+                "threads": torch.get_num_threads(),
             }
             log_rows.append(row)
             line = json.dumps(row)
