@@ -1,0 +1,305 @@
+import {
+  AbortedError,
+  CacheOverlay,
+  DitfaError,
+  InvalidArgumentError,
+  PLAN_FORMAT,
+  PLAN_VERSION,
+  StrategyNotFoundError,
+  diffFingerprints,
+  meanRelativeAbsoluteError,
+  rawAttentionFlops,
+  residualNeededAhead,
+  type CacheProvider,
+  type PlanDocument,
+  type PlanEntry,
+  type PlanFingerprint,
+  type PlanView,
+  type Tensor,
+} from '@ditfa/core';
+import type { CalibrationTarget } from './target.js';
+import { resolveThreshold, type ThresholdName } from './thresholds.js';
+
+/** The paper's candidates, most compressive first (the search re-sorts by the FLOP model anyway). */
+export const DEFAULT_CANDIDATES = Object.freeze(['ast', 'wars+asc', 'wars', 'full+asc']);
+
+export type SearchMode = 'prefix' | 'naive';
+
+export type PlannerEvent =
+  | { readonly type: 'step-start'; readonly step: number; readonly numSteps: number }
+  | {
+      readonly type: 'candidate';
+      readonly step: number;
+      readonly block: number;
+      readonly method: string;
+      readonly loss: number;
+      readonly limit: number;
+      readonly accepted: boolean;
+    }
+  | { readonly type: 'block-decided'; readonly step: number; readonly block: number; readonly method: string; readonly loss: number | null }
+  | { readonly type: 'step-done'; readonly step: number; readonly numSteps: number; readonly blockEvaluations: number; readonly seconds: number };
+
+/** A partial search, saved after every step so an interrupted search can resume. */
+export interface SearchState {
+  readonly format: 'ditfa-plan-search';
+  readonly version: 1;
+  readonly fingerprint: PlanFingerprint;
+  readonly threshold: { readonly delta: number; readonly name?: ThresholdName };
+  readonly candidates: readonly string[];
+  readonly mode: SearchMode;
+  /** Decided steps, `decided[step][block]`. */
+  readonly decided: readonly (readonly { readonly method: string; readonly loss: number | null }[])[];
+  readonly blockEvaluations: number;
+  readonly searchSeconds: number;
+}
+
+export interface SearchOptions {
+  /** δ: a name D1..D6 or a number. */
+  readonly threshold: ThresholdName | number | string;
+  /** Candidate method names; default: the paper's four, sorted by the FLOP model (most compressive first). */
+  readonly candidates?: readonly string[];
+  /** `prefix` (default) starts each trial from the stored state before the block under test; `naive` recomputes every block. */
+  readonly mode?: SearchMode;
+  readonly signal?: AbortSignal;
+  readonly onProgress?: (event: PlannerEvent) => void;
+  /** Called with the partial search after every decided step (save it to resume later). */
+  readonly onCheckpoint?: (state: SearchState) => void;
+  /** A saved partial search to continue. */
+  readonly resume?: SearchState;
+  /** Name of the tool that made the plan, stored in the document. */
+  readonly generator?: string;
+}
+
+export class SearchResumeError extends DitfaError {
+  constructor(message: string) {
+    super('ERR_DITFA_PLAN_RESUME_MISMATCH', message);
+  }
+}
+
+interface Decision {
+  method: string;
+  loss: number | null;
+}
+
+/**
+ * The paper's Algorithm 1. One calibration generation; step 0 runs full attention; at every later step
+ * the reference output is the model output with every block at full attention for this step (earlier
+ * steps under their chosen methods); blocks in order, candidates in order of decreasing compression,
+ * the first whose loss is below `(i+1)/N · δ` is accepted; then the step runs for real with the chosen
+ * methods, filling the caches.
+ *
+ * In `prefix` mode a trial for block `i` starts from the stored state after block `i-1` (blocks before `i`
+ * keep their decided methods, so their output does not change), and block `i` runs with its caches in
+ * an overlay that is committed when its candidate is accepted, so the step's real run is the chain of
+ * accepted trials and costs nothing extra. The plan is identical to `naive` mode's.
+ */
+export async function searchPlan<H>(target: CalibrationTarget<H>, options: SearchOptions): Promise<PlanDocument> {
+  const started = performance.now();
+  const threshold = resolveThreshold(options.threshold);
+  const mode = options.mode ?? 'prefix';
+  if (mode !== 'prefix' && mode !== 'naive') {
+    throw new InvalidArgumentError(`Expected search mode 'prefix' or 'naive' but received ${JSON.stringify(mode)}`);
+  }
+  const N = target.numBlocks;
+  const T = target.numSteps;
+  const candidatesFor = orderCandidates(target, options.candidates ?? DEFAULT_CANDIDATES.filter((c) => target.strategies.get(c)));
+  const candidateNames = candidatesFor(0);
+  const decided: Decision[][] = [];
+  let evaluations = 0;
+  let priorSeconds = 0;
+
+  if (options.resume) {
+    const r = options.resume;
+    const mismatches = diffFingerprints(r.fingerprint, target.fingerprint).map((m) => m.field);
+    if (r.threshold.delta !== threshold.delta) mismatches.push('threshold');
+    if (r.candidates.join(',') !== candidateNames.join(',')) mismatches.push('candidates');
+    if (r.decided.length > T || r.decided.some((row) => row.length !== N)) mismatches.push('decided steps');
+    if (mismatches.length > 0) {
+      throw new SearchResumeError(`Cannot resume a search made for something else (differs in: ${mismatches.join(', ')})`);
+    }
+    for (const row of r.decided) decided.push(row.map((d) => ({ ...d })));
+    evaluations = r.blockEvaluations;
+    priorSeconds = r.searchSeconds;
+  }
+
+  const emit = options.onProgress ?? (() => {});
+  const checkAbort = (): void => {
+    if (options.signal?.aborted) throw new AbortedError('The plan search', { cause: options.signal.reason });
+  };
+  const run = async (hidden: H, from: number, to: number, step: number, methods: readonly string[], plan: PlanView, cache: CacheProvider): Promise<H> => {
+    evaluations += to - from;
+    return target.runBlocks(hidden, from, to, { step, methodFor: (b) => methods[b]!, plan, cache });
+  };
+  /** Decided steps before `step`; at `step` the given methods; later steps: undecided for `free`, full elsewhere. */
+  const view = (step: number, methods: readonly string[], free: number | 'all' | 'none'): PlanView => ({
+    numSteps: T,
+    numBlocks: N,
+    methodAt: (s, b) => {
+      if (s < 0 || s >= T || b < 0 || b >= N) return undefined;
+      if (s < step) return decided[s]?.[b]?.method;
+      if (s === step) return methods[b];
+      return free === 'all' || free === b ? undefined : 'full';
+    },
+  });
+
+  const { cache } = await target.begin();
+  try {
+    const replayed = decided.length;
+    for (let step = 0; step < T; step++) {
+      checkAbort();
+      const stepStart = performance.now();
+      const evalsBefore = evaluations;
+      const h0 = await target.embed(step);
+      let output: Tensor;
+      if (step < replayed || step === 0) {
+        // Replay a resumed step, or step 0 (always full): run it for real.
+        const methods = step < replayed ? decided[step]!.map((d) => d.method) : Array<string>(N).fill('full');
+        if (step >= replayed) emit({ type: 'step-start', step, numSteps: T });
+        output = await target.output(await run(h0, 0, N, step, methods, view(step, methods, 'all'), cache), step);
+        if (step >= replayed) decided.push(methods.map((method) => ({ method, loss: null })));
+      } else {
+        emit({ type: 'step-start', step, numSteps: T });
+        const allFull = Array<string>(N).fill('full');
+        const reference = await target.output(await run(h0, 0, N, step, allFull, view(step, allFull, 'none'), new CacheOverlay(cache)), step);
+        const chosen = [...allFull];
+        const row: Decision[] = [];
+        let prefix: H = h0;
+        for (let i = 0; i < N; i++) {
+          checkAbort();
+          const limit = ((i + 1) / N) * threshold.delta;
+          let accepted: Decision | null = null;
+          for (const m of candidatesFor(i)) {
+            const methods = chosen.map((c, b) => (b === i ? m : c));
+            const overlay = new CacheOverlay(cache);
+            let after: H | null = null;
+            let end: H;
+            if (mode === 'prefix') {
+              after = await run(prefix, i, i + 1, step, methods, view(step, methods, i), overlay);
+              end = i + 1 < N ? await run(after, i + 1, N, step, methods, view(step, methods, i), overlay) : after;
+            } else {
+              end = await run(h0, 0, N, step, methods, view(step, methods, 'none'), overlay);
+            }
+            const loss = meanRelativeAbsoluteError(reference.data, (await target.output(end, step)).data);
+            const ok = loss < limit;
+            emit({ type: 'candidate', step, block: i, method: m, loss, limit, accepted: ok });
+            if (ok) {
+              accepted = { method: m, loss };
+              chosen[i] = m;
+              if (after !== null) {
+                overlay.commit([i]);
+                prefix = after;
+              }
+              break;
+            }
+          }
+          if (!accepted) {
+            accepted = { method: 'full', loss: null };
+            chosen[i] = 'full';
+            if (mode === 'prefix') {
+              const overlay = new CacheOverlay(cache);
+              prefix = await run(prefix, i, i + 1, step, chosen, view(step, chosen, i), overlay);
+              overlay.commit([i]);
+            }
+          }
+          row.push(accepted);
+          emit({ type: 'block-decided', step, block: i, method: accepted.method, loss: accepted.loss });
+        }
+        if (mode === 'prefix') {
+          output = await target.output(prefix, step);
+        } else {
+          output = await target.output(await run(h0, 0, N, step, chosen, view(step, chosen, 'all'), cache), step);
+        }
+        decided.push(row);
+      }
+      await target.advance(step, output);
+      if (step >= replayed) {
+        emit({ type: 'step-done', step, numSteps: T, blockEvaluations: evaluations - evalsBefore, seconds: (performance.now() - stepStart) / 1000 });
+        options.onCheckpoint?.({
+          format: 'ditfa-plan-search',
+          version: 1,
+          fingerprint: target.fingerprint,
+          threshold,
+          candidates: candidateNames,
+          mode,
+          decided: decided.map((r) => r.map((d) => ({ ...d }))),
+          blockEvaluations: evaluations,
+          searchSeconds: priorSeconds + (performance.now() - started) / 1000,
+        });
+      }
+    }
+  } finally {
+    await target.end?.();
+  }
+
+  return buildPlanDocument(target, decided, {
+    threshold,
+    candidates: candidateNames,
+    blockEvaluations: evaluations,
+    searchSeconds: priorSeconds + (performance.now() - started) / 1000,
+    generator: options.generator,
+  });
+}
+
+/** Orders candidate names by their FLOPs on each block's shape, most compressive first (stable). */
+function orderCandidates(target: CalibrationTarget<unknown>, names: readonly string[]): (block: number) => string[] {
+  for (const n of names) {
+    if (n === 'full') throw new InvalidArgumentError('Expected candidates other than "full" (full attention is the fallback) but received "full"');
+    if (!target.strategies.get(n)) {
+      throw new StrategyNotFoundError(`Expected a strategy for candidate "${n}" but the pipeline has: ${target.strategies.names().join(', ')}`);
+    }
+  }
+  const cache = new Map<number, string[]>();
+  return (block) => {
+    let order = cache.get(block);
+    if (!order) {
+      const shape = target.attentionShape(block);
+      order = [...names].map((n, i) => ({ n, i, f: target.strategies.get(n)!.flops(shape) })).sort((a, b) => a.f - b.f || a.i - b.i).map((x) => x.n);
+      cache.set(block, order);
+    }
+    return order;
+  };
+}
+
+/** Per-entry FLOPs fractions (residual refreshes included, from the final plan) and the totals. */
+export function buildPlanDocument(
+  target: Pick<CalibrationTarget<unknown>, 'numBlocks' | 'numSteps' | 'fingerprint' | 'strategies' | 'attentionShape'>,
+  decided: readonly (readonly Decision[])[],
+  info: {
+    threshold: { delta: number; name?: ThresholdName };
+    candidates: readonly string[];
+    blockEvaluations: number;
+    searchSeconds: number;
+    generator?: string | undefined;
+  },
+): PlanDocument {
+  const N = target.numBlocks;
+  const T = target.numSteps;
+  const plan: PlanView = { numSteps: T, numBlocks: N, methodAt: (s, b) => decided[s]?.[b]?.method };
+  let total = 0;
+  let raw = 0;
+  const steps: PlanEntry[][] = decided.map((row, step) =>
+    row.map((d, block) => {
+      const strategy = target.strategies.get(d.method);
+      if (!strategy) throw new StrategyNotFoundError(`Expected a strategy for method "${d.method}" but none is in the pipeline`);
+      const shape = target.attentionShape(block);
+      const refreshResidual = strategy.traits.refreshesResidual && residualNeededAhead({ step, block, numSteps: T, plan, strategies: target.strategies });
+      const flops = strategy.flops(shape, { refreshResidual });
+      const r = rawAttentionFlops(shape);
+      total += flops;
+      raw += r;
+      return { method: d.method, loss: d.loss, flopsFraction: r === 0 ? 0 : flops / r };
+    }),
+  );
+  return {
+    format: PLAN_FORMAT,
+    version: PLAN_VERSION,
+    fingerprint: target.fingerprint,
+    threshold: info.threshold,
+    candidates: [...info.candidates],
+    numBlocks: N,
+    steps,
+    totals: { attentionFlopsFraction: raw === 0 ? 0 : total / raw, searchSeconds: info.searchSeconds, blockEvaluations: info.blockEvaluations },
+    createdAt: new Date().toISOString(),
+    ...(info.generator ? { generator: info.generator } : {}),
+  };
+}
