@@ -1,0 +1,444 @@
+import {
+  type CacheProvider,
+  CacheManager,
+  type CfgLayout,
+  type CfgOrder,
+  type ComputeDtype,
+  InvalidArgumentError,
+  type KernelBackend,
+  type PlanView,
+  ShapeMismatchError,
+  type StrategyContext,
+  type StrategyEvent,
+  type StrategyLookup,
+  StrategyNotFoundError,
+  type Tensor,
+  type WindowSpec,
+  createReferenceBackend,
+  describeValue,
+  executeAttention,
+  expectInteger,
+  fullStrategy,
+  strategySet,
+  tensor,
+  throwIfAborted,
+  uniformPlanView,
+} from '@ditfa/core';
+import { type OrtModule, type OrtSession, type OrtTensor, type SessionOptions, createSession, loadOrt } from '@ditfa/ort-graph';
+import { type ModelConfig, type PixartConfig, architectureOf, outChannels } from './config.js';
+import { sincosPosEmbed, timestepFrequencies } from './embeddings.js';
+import { ModelDisposedError } from './errors.js';
+import { buildDitEmbed, buildFinal, buildOut, buildPixartCaption, buildPixartEmbed, buildPost, buildPre, unpatchify } from './graphs.js';
+import type { ModelWeights } from './weights.js';
+
+/** DiT: one class label per batch row (`numClasses` = the null class). */
+export interface DitCondition {
+  readonly classLabels: ArrayLike<number>;
+}
+
+/** PixArt: caption embeddings `[B, Lt, captionChannels]` (e.g. T5 states) and their 1/0 mask `[B·Lt]` (all valid when absent). */
+export interface PixartCondition {
+  readonly captions: Tensor;
+  readonly mask?: ArrayLike<number>;
+}
+
+export type Condition = DitCondition | PixartCondition;
+
+export interface LoadOptions extends SessionOptions {
+  /** Also output intermediates from the graphs (for golden tests and debugging; slower). */
+  readonly taps?: boolean;
+  /** `sha256:…` of the weights, for plan fingerprints. */
+  readonly weightsHash?: string;
+}
+
+export interface ForwardOptions {
+  /** Denoising step index, for strategies and the plan (default 0). */
+  readonly step?: number;
+  /** The plan strategies see (default: every block `full` for `step + 1` steps). */
+  readonly plan?: PlanView;
+  /** Per-block method overrides for this step (`undefined` entries use the plan). The planner's "try method m at block i". */
+  readonly methods?: ReadonlyArray<string | undefined>;
+  /** Strategies by name (default: core's `full` only). Every one of them observes projected outputs. */
+  readonly strategies?: StrategyLookup;
+  /** Kernel backend strategies use (default: core's reference backend). */
+  readonly backend?: KernelBackend;
+  /** Caches of the current generation: a CacheManager, or a CacheOverlay for planner trials (default: a fresh manager for this call). */
+  readonly cache?: CacheProvider;
+  /** CFG layout of the batch (`null`: not a CFG batch). Default `null`. */
+  readonly cfg?: CfgLayout | null;
+  /** Window for window methods (default 1-D, `L/8` tokens per side). */
+  readonly window?: WindowSpec;
+  readonly compute?: ComputeDtype;
+  /** Start at this block with `hiddenIn` as its input hidden state (prefix reuse). */
+  readonly startBlock?: number;
+  readonly hiddenIn?: Tensor;
+  /** Called with the hidden state entering each block `i` (and `numBlocks` for the final layer's input); never written to afterwards. */
+  readonly onHidden?: (block: number, hidden: Tensor) => void;
+  readonly onEvent?: (event: StrategyEvent) => void;
+  /** Receives intermediates by name (`tokens`, `c`, `mod.0`, `block.0.q`, `block.0.attn_core`, `final_tokens`, …). */
+  readonly trace?: (name: string, value: Tensor) => void;
+  readonly signal?: AbortSignal;
+}
+
+export interface ForwardTimings {
+  /** Milliseconds inside `strategy.run` (attention kernels). */
+  readonly attentionMs: number;
+  /** Milliseconds in everything else (dense graphs, copies). */
+  readonly otherMs: number;
+}
+
+export interface ForwardResult {
+  /** `[B, outChannels, H, W]`; with learned sigma, channels `0…in−1` are ε. */
+  readonly output: Tensor;
+  readonly timings: ForwardTimings;
+}
+
+interface BlockSessions {
+  readonly pre: OrtSession;
+  readonly out: OrtSession;
+  readonly post: OrtSession;
+}
+
+interface Embedded {
+  readonly tokens: OrtTensor;
+  readonly mods: readonly OrtTensor[];
+  readonly finalMod: OrtTensor;
+  readonly cross: ReadonlyArray<Record<string, OrtTensor>> | null;
+}
+
+const asTensor = (t: OrtTensor, shape?: readonly number[]): Tensor => tensor(t.data as Float32Array, shape ?? t.dims);
+
+/**
+ * A DiT or PixArt-Σ model on onnxruntime-node: the dense layers run as ONNX graphs built from the
+ * weights (sessions created once), self-attention goes to the strategy the plan names for each
+ * (step, block). Create it with {@link TransformerModel.create} or the loaders; release it with
+ * {@link TransformerModel.dispose}.
+ */
+export class TransformerModel {
+  readonly config: ModelConfig;
+  /** Which CFG half is conditional in this adapter's batches: DiT cond-first, diffusers PixArt cond-second. */
+  readonly cfgOrder: CfgOrder;
+  readonly weightsHash: string;
+  readonly #ort: OrtModule;
+  readonly #embed: OrtSession;
+  readonly #caption: OrtSession | null;
+  readonly #blocks: BlockSessions[];
+  readonly #final: OrtSession;
+  readonly #taps: boolean;
+  #captionCache: { captions: Tensor; mask: ArrayLike<number> | undefined; value: Record<string, OrtTensor>[]; proj: OrtTensor } | null = null;
+  #disposed = false;
+
+  private constructor(init: {
+    config: ModelConfig;
+    ort: OrtModule;
+    embed: OrtSession;
+    caption: OrtSession | null;
+    blocks: BlockSessions[];
+    final: OrtSession;
+    taps: boolean;
+    weightsHash: string;
+  }) {
+    this.config = init.config;
+    this.cfgOrder = init.config.family === 'dit' ? 'cond-first' : 'cond-second';
+    this.#ort = init.ort;
+    this.#embed = init.embed;
+    this.#caption = init.caption;
+    this.#blocks = init.blocks;
+    this.#final = init.final;
+    this.#taps = init.taps;
+    this.weightsHash = init.weightsHash;
+  }
+
+  /** Builds every graph and session from canonical weights (see `canonicalWeights`). */
+  static async create(config: ModelConfig, weights: ModelWeights, options: LoadOptions = {}): Promise<TransformerModel> {
+    if (weights.family !== config.family) {
+      throw new InvalidArgumentError(`Expected ${config.family} weights for a ${config.family} config but received ${weights.family} weights`);
+    }
+    const ort = await loadOrt();
+    const taps = options.taps ?? false;
+    const sessions: OrtSession[] = [];
+    const make = async (bytes: Uint8Array): Promise<OrtSession> => {
+      const s = await createSession(bytes, options);
+      sessions.push(s);
+      return s;
+    };
+    try {
+      const embed = await make(weights.family === 'dit' ? buildDitEmbed(config, weights, { taps }) : buildPixartEmbed(config, weights, { taps }));
+      const caption = weights.family === 'pixart' ? await make(buildPixartCaption(config as PixartConfig, weights)) : null;
+      const blocks: BlockSessions[] = [];
+      for (const b of weights.blocks) {
+        blocks.push({ pre: await make(buildPre(config, b, { taps })), out: await make(buildOut(config, b)), post: await make(buildPost(config, b, { taps })) });
+      }
+      const final = await make(buildFinal(config, weights));
+      return new TransformerModel({ config, ort, embed, caption, blocks, final, taps, weightsHash: options.weightsHash ?? 'sha256:unknown' });
+    } catch (error) {
+      await Promise.all(sessions.map((s) => s.release()));
+      throw error;
+    }
+  }
+
+  get numBlocks(): number {
+    return this.config.depth;
+  }
+
+  get numHeads(): number {
+    return this.config.numHeads;
+  }
+
+  get headDim(): number {
+    return this.config.hiddenSize / this.config.numHeads;
+  }
+
+  /** Architecture string for plan fingerprints. */
+  get architecture(): string {
+    return architectureOf(this.config);
+  }
+
+  /** Token grid of a latent `H × W`. */
+  tokenGrid(height: number, width: number): { rows: number; cols: number; tokens: number } {
+    const p = this.config.patchSize;
+    return { rows: height / p, cols: width / p, tokens: (height / p) * (width / p) };
+  }
+
+  /** The default window of window methods: 1-D, `floor(L/8)` tokens per side (METHOD.md). */
+  defaultWindow(height: number, width: number): WindowSpec {
+    return { kind: '1d', size: Math.floor(this.tokenGrid(height, width).tokens / 8) };
+  }
+
+  #check(): void {
+    if (this.#disposed) throw new ModelDisposedError('model');
+  }
+
+  #checkLatent(x: Tensor): { B: number; H: number; W: number } {
+    if (!x || !(x.data instanceof Float32Array)) throw new InvalidArgumentError(`Expected a float32 latent Tensor but received ${describeValue(x?.data ?? x)}`);
+    const c = this.config;
+    if (x.shape.length !== 4) throw new ShapeMismatchError(`Expected a latent of shape [B, ${c.inChannels}, H, W] but received [${x.shape.join(', ')}]`);
+    const [B, C, H, W] = x.shape as [number, number, number, number];
+    if (C !== c.inChannels) throw new ShapeMismatchError(`Expected ${c.inChannels} latent channels but received [${x.shape.join(', ')}]`);
+    if (c.family === 'dit' && (H !== c.inputSize || W !== c.inputSize)) {
+      throw new ShapeMismatchError(`Expected a ${c.inputSize}×${c.inputSize} latent for this DiT but received ${H}×${W} (shape [${x.shape.join(', ')}])`);
+    }
+    if (H % c.patchSize !== 0 || W % c.patchSize !== 0 || H === 0 || W === 0 || B === 0) {
+      throw new ShapeMismatchError(`Expected a non-empty latent whose height and width are multiples of patch size ${c.patchSize} but received [${x.shape.join(', ')}]`);
+    }
+    return { B, H, W };
+  }
+
+  #timesteps(t: number | ArrayLike<number>, B: number): Float32Array {
+    const values = typeof t === 'number' ? new Array(B).fill(t) : Array.from(t);
+    if (values.length !== B) throw new ShapeMismatchError(`Expected ${B} timesteps (one per batch row) but received ${values.length}`);
+    for (const v of values) if (typeof v !== 'number' || !Number.isFinite(v)) throw new InvalidArgumentError(`Expected finite timesteps but received ${describeValue(v)}`);
+    return timestepFrequencies(values);
+  }
+
+  async #prepareCaption(cond: PixartCondition, B: number): Promise<{ value: Record<string, OrtTensor>[]; proj: OrtTensor }> {
+    const c = this.config as PixartConfig;
+    const cached = this.#captionCache;
+    if (cached && cached.captions === cond.captions && cached.mask === cond.mask) return cached;
+    const y = cond.captions;
+    if (!y || !(y.data instanceof Float32Array)) throw new InvalidArgumentError(`Expected float32 caption embeddings but received ${describeValue(y?.data ?? y)}`);
+    if (y.shape.length !== 3 || y.shape[0] !== B || y.shape[2] !== c.captionChannels) {
+      throw new ShapeMismatchError(`Expected captions of shape [${B}, Lt, ${c.captionChannels}] but received [${y.shape.join(', ')}]`);
+    }
+    const Lt = y.shape[1]!;
+    const bias = new Float32Array(B * Lt);
+    if (cond.mask !== undefined) {
+      if (cond.mask.length !== B * Lt) throw new ShapeMismatchError(`Expected a caption mask of ${B}×${Lt} = ${B * Lt} values but received ${cond.mask.length}`);
+      for (let i = 0; i < bias.length; i++) {
+        const m = cond.mask[i];
+        if (m !== 0 && m !== 1) throw new InvalidArgumentError(`Expected caption mask values 0 or 1 but received ${describeValue(m)} at ${i}`);
+        bias[i] = m === 1 ? 0 : -1e9;
+      }
+    }
+    const out = await this.#caption!.run({ y: new this.#ort.Tensor('float32', y.data, y.shape) });
+    const biasT = new this.#ort.Tensor('float32', bias, [B, 1, 1, Lt]);
+    const value = this.#blocks.map((_, i) => ({ ck: out[`ck_${i}`]!, cv: out[`cv_${i}`]!, bias: biasT }));
+    this.#captionCache = { captions: cond.captions, mask: cond.mask, value, proj: out.y_proj! };
+    return this.#captionCache;
+  }
+
+  async #embedStep(x: Tensor, t: number | ArrayLike<number>, cond: Condition, trace: ForwardOptions['trace']): Promise<Embedded> {
+    const { B, H, W } = this.#checkLatent(x);
+    const c = this.config;
+    const ort = this.#ort;
+    const { rows, cols, tokens } = this.tokenGrid(H, W);
+    const pos = c.family === 'dit' ? sincosPosEmbed(c.hiddenSize, rows, cols) : sincosPosEmbed(c.hiddenSize, rows, cols, { baseSize: c.sampleSize / c.patchSize, interpolationScale: c.interpolationScale });
+    const feeds: Record<string, OrtTensor> = {
+      x: new ort.Tensor('float32', x.data, x.shape),
+      pos: new ort.Tensor('float32', pos, [1, tokens, c.hiddenSize]),
+      tfreq: new ort.Tensor('float32', this.#timesteps(t, B), [B, 256]),
+    };
+    let cross: Record<string, OrtTensor>[] | null = null;
+    if (c.family === 'dit') {
+      const labels = (cond as DitCondition).classLabels;
+      if (!labels || labels.length !== B) throw new ShapeMismatchError(`Expected ${B} class labels (one per batch row) but received ${describeValue(labels)}`);
+      const y = new BigInt64Array(B);
+      for (let i = 0; i < B; i++) y[i] = BigInt(expectInteger(`classLabels[${i}]`, labels[i], 0, c.numClasses));
+      feeds.y = new ort.Tensor('int64', y, [B]);
+    } else {
+      const prepared = await this.#prepareCaption(cond as PixartCondition, B);
+      cross = prepared.value;
+      if (trace) {
+        trace('y_proj', asTensor(prepared.proj));
+        prepared.value.forEach((v, i) => {
+          trace(`block.${i}.cross_k`, asTensor(v.ck!));
+          trace(`block.${i}.cross_v`, asTensor(v.cv!));
+        });
+      }
+    }
+    const out = await this.#embed.run(feeds);
+    if (trace) {
+      if (out.x_patch) trace('x_patch', asTensor(out.x_patch));
+      trace('pos_embed', tensor(pos, [1, tokens, c.hiddenSize]));
+      trace('t_freq', asTensor(feeds.tfreq!));
+      for (const name of ['tokens', 't_emb', 'y_emb', 'c', 't_mod', 'final_mod']) if (out[name]) trace(name, asTensor(out[name]!));
+      for (let i = 0; i < c.depth; i++) trace(`mod.${i}`, asTensor(out[`mod_${i}`]!));
+    }
+    return { tokens: out.tokens!, mods: this.#blocks.map((_, i) => out[`mod_${i}`]!), finalMod: out.final_mod!, cross };
+  }
+
+  /**
+   * One model evaluation: `x [B, in, H, W]` at timesteps `t` with condition `cond` → `[B, out, H, W]`.
+   * Self-attention of block `i` goes to the strategy named by `methods[i]` or the plan at `step`.
+   */
+  async forward(x: Tensor, t: number | ArrayLike<number>, cond: Condition, options: ForwardOptions = {}): Promise<ForwardResult> {
+    this.#check();
+    const started = performance.now();
+    let attentionMs = 0;
+    const c = this.config;
+    const ort = this.#ort;
+    const trace = options.trace;
+    const step = expectInteger('step', options.step ?? 0, 0);
+    const startBlock = expectInteger('startBlock', options.startBlock ?? 0, 0, c.depth);
+    if (startBlock > 0 && !options.hiddenIn) throw new InvalidArgumentError(`Expected hiddenIn with startBlock ${startBlock} but received none`);
+    const emb = await this.#embedStep(x, t, cond, trace);
+    const [B, , H, W] = x.shape as [number, number, number, number];
+    const { rows, cols, tokens: L } = this.tokenGrid(H, W);
+    const C = c.hiddenSize;
+    const heads = this.numHeads;
+    const D = this.headDim;
+    const cfg = options.cfg ?? null;
+    if (cfg && B % 2 !== 0) throw new ShapeMismatchError(`Expected an even batch for a CFG batch but received batch ${B}`);
+    const half = B / 2;
+    const condStart = cfg ? (cfg.order === 'cond-first' ? 0 : half) : 0;
+    const condRowsCount = cfg ? half : B;
+    const plan = options.plan ?? uniformPlanView(step + 1, c.depth, 'full');
+    const strategies = options.strategies ?? defaultStrategies();
+    const backend = options.backend ?? createReferenceBackend();
+    const cache = options.cache ?? new CacheManager();
+    const window = options.window ?? { kind: '1d' as const, size: Math.floor(L / 8) };
+    void rows, void cols;
+
+    let h: OrtTensor;
+    if (options.hiddenIn) {
+      const hid = options.hiddenIn;
+      if (hid.shape.length !== 3 || hid.shape[0] !== B || hid.shape[1] !== L || hid.shape[2] !== C) {
+        throw new ShapeMismatchError(`Expected hiddenIn of shape [${B}, ${L}, ${C}] but received [${hid.shape.join(', ')}]`);
+      }
+      h = new ort.Tensor('float32', hid.data, [B, L, C]);
+    } else h = emb.tokens;
+
+    for (let b = startBlock; b < c.depth; b++) {
+      throwIfAborted(options.signal, 'The forward pass');
+      options.onHidden?.(b, asTensor(h));
+      const sessions = this.#blocks[b]!;
+      const mod = emb.mods[b]!;
+      const method = options.methods?.[b] ?? plan.methodAt(step, b) ?? 'full';
+      const strategy = strategies.get(method);
+      if (!strategy) {
+        throw new StrategyNotFoundError(`Expected a strategy named "${method}" for step ${step}, block ${b} but the pipeline has: ${strategies.names().join(', ') || 'none'}`);
+      }
+      const ctx: StrategyContext = {
+        step,
+        block: b,
+        numSteps: plan.numSteps,
+        numBlocks: c.depth,
+        method,
+        cfg,
+        backend,
+        plan,
+        cache: cache.scope(b),
+        window,
+        compute: options.compute ?? 'fp32',
+        strategies,
+        report: (e) => options.onEvent?.(e),
+      };
+      let denseMs = 0;
+      const t0 = performance.now();
+      const projectedTensor = await executeAttention(strategy, ctx, {
+        qkv: async (rowSel) => {
+          const d0 = performance.now();
+          const subset = rowSel === 'conditional' && cfg !== null;
+          const R = subset ? half : B;
+          const qkv = await sessions.pre.run({ x: subset ? rowsOf(ort, h, condStart, condStart + half) : h, mod: subset ? rowsOf(ort, mod, condStart, condStart + half) : mod });
+          const shape = [R, L, heads, D];
+          const out = { q: asTensor(qkv.q!, shape), k: asTensor(qkv.k!, shape), v: asTensor(qkv.v!, shape) };
+          if (trace) {
+            if (qkv.attn_in) trace(`block.${b}.attn_in`, asTensor(qkv.attn_in));
+            for (const n of ['q', 'k', 'v'] as const) trace(`block.${b}.${n}`, out[n]);
+          }
+          denseMs += performance.now() - d0;
+          return out;
+        },
+        project: async (attention, rowSel) => {
+          const d0 = performance.now();
+          const R = rowSel === 'conditional' ? condRowsCount : B;
+          checkShape(`attention output of strategy "${strategy.name}" (rows ${rowSel})`, attention, [R, L, heads, D]);
+          trace?.(`block.${b}.attn_core`, attention);
+          const y = (await sessions.out.run({ a: new ort.Tensor('float32', attention.data, [R, L, C]) })).y!;
+          denseMs += performance.now() - d0;
+          return asTensor(y, [R, L, C]);
+        },
+      });
+      attentionMs += performance.now() - t0 - denseMs;
+      checkShape(`projected attention output of strategy "${strategy.name}"`, projectedTensor, [B, L, C]);
+      const projected = new ort.Tensor('float32', projectedTensor.data, [B, L, C]);
+      trace?.(`block.${b}.attn_out`, projectedTensor);
+      const feeds: Record<string, OrtTensor> = { x: h, attn: projected, mod, ...(emb.cross?.[b] ?? {}) };
+      const post = await sessions.post.run(feeds);
+      if (trace) for (const n of ['cross_in', 'cross_q', 'cross_core', 'cross_out', 'mlp_in', 'mlp_out']) if (post[n]) trace(`block.${b}.${n}`, asTensor(post[n]!));
+      h = post.out!;
+      trace?.(`block.${b}.out`, asTensor(h));
+    }
+    options.onHidden?.(c.depth, asTensor(h));
+    const fin = (await this.#final.run({ x: h, final_mod: emb.finalMod })).tokens!;
+    trace?.('final_tokens', asTensor(fin));
+    const out = outChannels(c);
+    const p = c.patchSize;
+    const output = tensor(unpatchify(fin.data as Float32Array, B, H / p, W / p, p, out), [B, out, H, W]);
+    return { output, timings: { attentionMs, otherMs: performance.now() - started - attentionMs } };
+  }
+
+  /** True when graphs also output intermediates. */
+  get tapsEnabled(): boolean {
+    return this.#taps;
+  }
+
+  /** Releases every session and cached condition. Idempotent. */
+  async dispose(): Promise<void> {
+    if (this.#disposed) return;
+    this.#disposed = true;
+    this.#captionCache = null;
+    const all = [this.#embed, this.#final, ...(this.#caption ? [this.#caption] : []), ...this.#blocks.flatMap((b) => [b.pre, b.out, b.post])];
+    await Promise.all(all.map((s) => s.release()));
+  }
+}
+
+let defaults: StrategyLookup | undefined;
+function defaultStrategies(): StrategyLookup {
+  defaults ??= strategySet([fullStrategy()]);
+  return defaults;
+}
+
+/** A view (no copy) of rows `[start, end)` of a batch-first ORT tensor. */
+function rowsOf(ort: OrtModule, t: OrtTensor, start: number, end: number): OrtTensor {
+  const dims = t.dims;
+  const row = dims.slice(1).reduce((a, b) => a * b, 1);
+  return new ort.Tensor('float32', (t.data as Float32Array).subarray(start * row, end * row), [end - start, ...dims.slice(1)]);
+}
+
+function checkShape(what: string, t: Tensor, shape: readonly number[]): void {
+  if (!t || !(t.data instanceof Float32Array)) throw new InvalidArgumentError(`Expected a float32 Tensor as the ${what} but received ${describeValue(t)}`);
+  const ok = t.shape.length === shape.length && shape.every((s, i) => s === t.shape[i]);
+  if (!ok) throw new ShapeMismatchError(`Expected the ${what} of shape [${shape.join(', ')}] but received [${t.shape.join(', ')}]`);
+}
