@@ -55,6 +55,8 @@ export interface ToyRunOptions {
   readonly guidance?: number;
   /** Keep q/k/v and outputs of every (step, block) in the trace (default true). */
   readonly keepTensors?: boolean;
+  /** Called after each (step, block) with its trace and the cache manager (to inspect the caches). */
+  readonly afterBlock?: (trace: BlockTrace, cache: CacheManager) => void;
 }
 
 /** What happened at one (step, block). */
@@ -203,7 +205,7 @@ export async function runToyPipeline(options: ToyRunOptions): Promise<ToyRunResu
       }
       counts.qkvRows += qkvRows;
       counts.outProjectionRows += outProjectionRows;
-      trace.push({
+      const entry: BlockTrace = {
         step,
         block,
         method,
@@ -214,7 +216,9 @@ export async function runToyPipeline(options: ToyRunOptions): Promise<ToyRunResu
         inputs: keep ? inputs : null,
         output: keep ? result.output : null,
         projected: keep ? projected : null,
-      });
+      };
+      trace.push(entry);
+      options.afterBlock?.(entry, cache);
       // residual stream: attention branch, then a small tanh MLP
       for (let i = 0; i < x.length; i++) x[i]! += 0.5 * projected.data[i]!;
       const m = linear(x, w.wm, C);
