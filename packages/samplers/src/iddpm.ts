@@ -44,7 +44,15 @@ export interface IddpmTables {
   readonly logBetas: Float64Array;
 }
 
-export function iddpmTables(sections: string | number): IddpmTables {
+/**
+ * Which implementation's tables to build. `'dit'`: float64 numpy tables (DiT). `'opensora'`: the
+ * respaced betas stored as float32 (`torch.FloatTensor(new_betas)`) and every table derived with
+ * float32 tensor operations, as Open-Sora v1.1's torch port does. The two land ~1.7e-4 (relative)
+ * apart after a loop.
+ */
+export type IddpmVariant = 'dit' | 'opensora';
+
+export function iddpmTables(sections: string | number, variant: IddpmVariant = 'dit'): IddpmTables {
   const base = linearBetasF64(TRAIN_TIMESTEPS);
   const use = new Set(spaceTimesteps(TRAIN_TIMESTEPS, sections));
   const map: number[] = [];
@@ -54,19 +62,23 @@ export function iddpmTables(sections: string | number): IddpmTables {
   for (let i = 0; i < TRAIN_TIMESTEPS; i++) {
     acp *= 1 - base[i]!;
     if (use.has(i)) {
-      newBetas.push(1 - acp / last);
+      const beta = 1 - acp / last;
+      newBetas.push(variant === 'opensora' ? Math.fround(beta) : beta);
       last = acp;
       map.push(i);
     }
   }
   const K = newBetas.length;
+  // DiT: float64 numpy tables. Open-Sora v1.1: the same formulas on float32 torch tensors; q rounds
+  // every intermediate to float32 in that case.
+  const q = variant === 'opensora' ? Math.fround : (v: number): number => v;
   const betas = Float64Array.from(newBetas);
   const alphasCumprod = new Float64Array(K);
   const prev = new Float64Array(K);
   let c = 1;
   for (let k = 0; k < K; k++) {
     prev[k] = c;
-    c *= 1 - betas[k]!;
+    c = q(c * q(1 - betas[k]!));
     alphasCumprod[k] = c;
   }
   const t = {
@@ -84,16 +96,17 @@ export function iddpmTables(sections: string | number): IddpmTables {
     const b = betas[k]!;
     const a = alphasCumprod[k]!;
     const ap = prev[k]!;
-    t.sqrtRecipAlphasCumprod[k] = Math.sqrt(1 / a);
-    t.sqrtRecipm1AlphasCumprod[k] = Math.sqrt(1 / a - 1);
-    posteriorVariance[k] = (b * (1 - ap)) / (1 - a);
-    t.posteriorMeanCoef1[k] = (b * Math.sqrt(ap)) / (1 - a);
-    t.posteriorMeanCoef2[k] = ((1 - ap) * Math.sqrt(1 - b)) / (1 - a);
-    t.logBetas[k] = Math.log(b);
+    const oneMinusA = q(1 - a);
+    t.sqrtRecipAlphasCumprod[k] = q(Math.sqrt(q(1 / a)));
+    t.sqrtRecipm1AlphasCumprod[k] = q(Math.sqrt(q(q(1 / a) - 1)));
+    posteriorVariance[k] = q(q(b * q(1 - ap)) / oneMinusA);
+    t.posteriorMeanCoef1[k] = q(q(b * q(Math.sqrt(ap))) / oneMinusA);
+    t.posteriorMeanCoef2[k] = q(q(q(1 - ap) * q(Math.sqrt(q(1 - b)))) / oneMinusA);
+    t.logBetas[k] = q(Math.log(b));
   }
   for (let k = 0; k < K; k++) {
     // log(append(posterior_variance[1], posterior_variance[1:])): index 0 borrows index 1
-    t.posteriorLogVarianceClipped[k] = K > 1 ? Math.log(posteriorVariance[k === 0 ? 1 : k]!) : NaN;
+    t.posteriorLogVarianceClipped[k] = K > 1 ? q(Math.log(posteriorVariance[k === 0 ? 1 : k]!)) : NaN;
   }
   return t;
 }
@@ -161,11 +174,15 @@ export function iddpmStep(tables: IddpmTables, index: number, modelOutput: Tenso
  * DiT's original sampler: `create_diffusion(str(steps))` → `p_sample_loop` (respaced IDDPM, learned
  * range variance, ε prediction, `clip_denoised=False`). Step `i` runs respaced index `steps − 1 − i`;
  * the model gets `timesteps[i] = timestep_map[steps − 1 − i]`. Every step but the last needs N(0, I)
- * noise from the caller's RNG.
+ * noise from the caller's RNG. `variant: 'opensora'` reproduces Open-Sora v1.0/v1.1's IDDPM.
  */
-export function createIddpm(options: { steps: number }): Sampler {
+export function createIddpm(options: { steps: number; variant?: IddpmVariant }): Sampler {
   const requested = expectInteger('steps', options.steps, 1, TRAIN_TIMESTEPS);
-  const tables = iddpmTables(requested);
+  const variant = options.variant ?? 'dit';
+  if (variant !== 'dit' && variant !== 'opensora') {
+    throw new InvalidArgumentError(`Expected variant "dit" or "opensora" but received ${JSON.stringify(variant)}`);
+  }
+  const tables = iddpmTables(requested, variant);
   const steps = tables.timestepMap.length;
   const timesteps = Object.freeze([...tables.timestepMap].reverse());
   let next = 0;

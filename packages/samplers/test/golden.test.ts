@@ -123,6 +123,34 @@ describe.skipIf(!existsSync(samplersDir))('samplers against the diffusers / DiT 
   });
 });
 
+describe.skipIf(!existsSync(samplersDir))('IDDPM, Open-Sora variant', () => {
+  it.each([10, 20])('%i steps: float32 respaced betas, first p_sample and full loop match Open-Sora v1.1', (K) => {
+    const io = loadCheckpoint(path.join(samplersDir, 'io.safetensors')).tensors;
+    const get = (name: string): Float32Array => toFloat32(io.get(name)!);
+    const prefix = `iddpm.steps${K}`;
+    const tables = iddpmTables(K, 'opensora');
+    expect(Array.from(tables.betas, Math.fround)).toEqual(Array.from(get(`${prefix}.opensora.betas_f32`)));
+    const fs = `${prefix}.first_step`;
+    const x = tensor(get(`${fs}.x_t`), [2, 4, 8, 8]);
+    const detail = iddpmStep(tables, K - 1, tensor(get(`${fs}.model_out`), [2, 8, 8, 8]), x, tensor(get(`${fs}.noise`), [2, 4, 8, 8]));
+    expect(maxRel(detail.predXstart, get(`${prefix}.opensora.first_step.pred_xstart`))).toBeLessThan(2e-5);
+    expect(maxRel(detail.logVariance, get(`${prefix}.opensora.first_step.log_variance`))).toBeLessThan(1e-6);
+    expect(maxRel(detail.sample, get(`${prefix}.opensora.first_step.sample`))).toBeLessThan(1e-6);
+    const s = createSampler({ kind: 'iddpm', steps: K, iddpmVariant: 'opensora' });
+    const noises = get(`${prefix}.noises`);
+    let xs = tensor(get('xT'), [2, 4, 8, 8]);
+    const n = xs.data.length;
+    for (let i = 0; i < s.steps; i++) {
+      const noise = s.needsNoise(i) ? tensor(noises.slice(i * n, (i + 1) * n), xs.shape) : undefined;
+      xs = s.step(fakeLearnedSigma(xs, s.timesteps[i]!), i, xs, noise);
+    }
+    const final = maxRel(xs.data, get(`${prefix}.opensora.final`));
+    expect(final, `final max rel ${final}`).toBeLessThan(TOL / 10);
+    // and the DiT variant is measurably elsewhere, as the README says (~1.7e-4)
+    expect(maxRel(xs.data, get(`${prefix}.final`))).toBeGreaterThan(5e-5);
+  });
+});
+
 const ditDir = path.join(golden, 'dit_b4_s8');
 describe.skipIf(!existsSync(ditDir))('guidance against DiT forward_with_cfg', () => {
   it('guides channels 0-2 like the original and keeps the rest raw per half', () => {
