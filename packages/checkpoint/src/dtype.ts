@@ -88,6 +88,18 @@ export function toFloat32(t: CheckpointTensor): Float32Array {
   }
 }
 
+/**
+ * Like {@link toFloat32} but returns a view sharing the checkpoint's memory when the tensor is F32 and
+ * its bytes are 4-byte aligned (always the case for tensors read from a file path), so that a
+ * multi-gigabyte checkpoint is not held twice. Never mutate the result; other dtypes are decoded.
+ */
+export function asFloat32(t: CheckpointTensor): Float32Array {
+  if (t.dtype === 'F32' && LITTLE_ENDIAN && t.bytes.byteOffset % 4 === 0) {
+    return new Float32Array(t.bytes.buffer, t.bytes.byteOffset, t.bytes.byteLength / 4);
+  }
+  return toFloat32(t);
+}
+
 /** Wraps float32 data as a checkpoint tensor (F32, little-endian bytes). */
 export function fromFloat32(data: Float32Array, shape: readonly number[]): CheckpointTensor {
   if (!(data instanceof Float32Array)) {

@@ -1,5 +1,5 @@
 import { tensor, type Tensor } from '@ditfa/core';
-import { toFloat32, type CheckpointTensor } from './dtype.js';
+import { asFloat32, toFloat32, type CheckpointTensor } from './dtype.js';
 import { corrupt, unsupported } from './errors.js';
 import { readSafetensorsFrom, type ReadOptions } from './safetensors.js';
 import { openSource, type ByteSource } from './source.js';
@@ -47,9 +47,12 @@ export function loadCheckpoint(source: string | Uint8Array, options: ReadOptions
   }
 }
 
-/** Decodes every float tensor to a core float32 {@link Tensor} (copies). */
-export function toFloat32Tensors(tensors: ReadonlyMap<string, CheckpointTensor>): Map<string, Tensor> {
+/**
+ * Decodes every float tensor to a core float32 {@link Tensor}. By default each is a copy; with
+ * `share: true` aligned F32 tensors are views of the checkpoint's bytes ({@link asFloat32}).
+ */
+export function toFloat32Tensors(tensors: ReadonlyMap<string, CheckpointTensor>, options: { share?: boolean } = {}): Map<string, Tensor> {
   const out = new Map<string, Tensor>();
-  for (const [name, t] of tensors) out.set(name, tensor(toFloat32(t), t.shape));
+  for (const [name, t] of tensors) out.set(name, tensor(options.share ? asFloat32(t) : toFloat32(t), t.shape));
   return out;
 }

@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import {
   CheckpointErrorCode,
+  asFloat32,
   gatherStrided,
   loadCheckpoint,
   readPytorch,
@@ -47,11 +48,23 @@ describe('PyTorch zip checkpoints', () => {
     expect(bin.tensors.get('empty')!.shape).toEqual([0, 3]);
     expect(weightsHash(bin.tensors)).toBe(weightsHash(st.tensors));
     expect(weightsHash(toFloat32Tensors(bin.tensors))).toBe(weightsHash(st.tensors));
+    const shared = toFloat32Tensors(st.tensors, { share: true });
+    expect(weightsHash(shared)).toBe(weightsHash(st.tensors));
+    const w = st.tensors.get('0.weight')!;
+    expect(asFloat32(w).buffer).toBe(w.bytes.buffer);
+    expect(toFloat32(w).buffer).not.toBe(w.bytes.buffer);
   });
 
   it('reads the same archive with deflated entries', () => {
     const a = readPytorch(fx('weights.bin'));
     const b = readPytorch(new Uint8Array(readFileSync(fx('weights_deflate.bin'))));
+    expect(weightsHash(b.tensors)).toBe(weightsHash(a.tensors));
+  });
+
+  it('reads pickle protocol 4 (FRAME, MEMOIZE, STACK_GLOBAL) to the same tensors', () => {
+    const a = readPytorch(fx('weights.bin'));
+    const b = readPytorch(fx('weights_proto4.bin'));
+    expect(b.tensors.size).toBe(8);
     expect(weightsHash(b.tensors)).toBe(weightsHash(a.tensors));
   });
 
@@ -77,6 +90,7 @@ describe('PyTorch zip checkpoints', () => {
       expect(Array.from(toFloat32(bin.tensors.get(name)!)), name).toEqual(Array.from(toFloat32(t)));
     }
     expect(bin.tensors.get('transposed')!.shape).toEqual([6, 4]);
+    expect(Array.from(toFloat32(bin.tensors.get('expanded')!))).toEqual([0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2]);
   });
 
   it('flattens nested dicts, unwraps parameters and lists skipped non-tensor leaves', () => {
