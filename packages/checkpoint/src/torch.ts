@@ -78,7 +78,10 @@ export function readPytorchFrom(src: ByteSource, options: ReadOptions = {}): Pyt
 
   const refs = new Map<string, TensorRef>();
   const ignored: string[] = [];
+  const open = new Set<Map<PyValue, PyValue>>();
   const walk = (dict: Map<PyValue, PyValue>, prefixName: string): void => {
+    if (open.has(dict)) throw corrupt(`Expected a tree of dicts but the dict at "${prefixName}" contains itself`);
+    open.add(dict);
     for (const [k, v] of dict) {
       if (typeof k !== 'string' && typeof k !== 'number') throw unsupported(`Expected string keys in the state dict but received a ${typeof k} key under "${prefixName}"`);
       const name = `${prefixName}${String(k)}`;
@@ -91,6 +94,7 @@ export function readPytorchFrom(src: ByteSource, options: ReadOptions = {}): Pyt
         ignored.push(name);
       }
     }
+    open.delete(dict);
   };
   walk(root, '');
 

@@ -107,9 +107,10 @@ export function readZipEntry(src: ByteSource, entry: ZipEntry): Uint8Array {
     data = raw;
   } else if (entry.method === 8) {
     try {
-      data = inflateRawSync(raw);
+      // bounded by the declared size, so a crafted entry cannot inflate without limit
+      data = inflateRawSync(raw, { maxOutputLength: Math.max(1, entry.size) });
     } catch (cause) {
-      throw corrupt(`Expected valid deflate data in zip entry "${entry.name}" but inflating failed`, { cause });
+      throw corrupt(`Expected valid deflate data of ${entry.size} bytes in zip entry "${entry.name}" but inflating failed`, { cause });
     }
   } else {
     throw unsupported(`Expected zip entry "${entry.name}" to be stored (0) or deflated (8) but its method is ${entry.method}`);

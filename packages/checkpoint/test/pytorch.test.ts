@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import * as zlib from 'node:zlib';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
@@ -160,6 +161,41 @@ describe('restricted unpickler', () => {
     ['TUPLE without MARK', pk(0x80, 2, 0x4b, 1, 0x74, 0x2e)],
   ])('rejects %s as corrupt', (_what, bytes) => {
     expect(errorOf(() => unpickle(bytes)).code).toBe(CheckpointErrorCode.Corrupt);
+  });
+
+  it('refuses a dict that contains itself instead of recursing forever', () => {
+    // d = {}; d['self'] = d  (EMPTY_DICT, BINPUT 0, SHORT_BINUNICODE 'self', BINGET 0, SETITEM)
+    const bytes = pk(0x80, 2, 0x7d, 0x71, 0, 0x8c, 4, 'self', 0x68, 0, 0x73, 0x2e);
+    const zipWith = (pkl: Uint8Array): Uint8Array => {
+      // a minimal stored zip with archive/data.pkl
+      const name = Buffer.from('archive/data.pkl');
+      const crc = zlib.crc32(pkl) >>> 0;
+      const local = Buffer.alloc(30);
+      local.writeUInt32LE(0x04034b50, 0);
+      local.writeUInt32LE(crc, 14);
+      local.writeUInt32LE(pkl.length, 18);
+      local.writeUInt32LE(pkl.length, 22);
+      local.writeUInt16LE(name.length, 26);
+      const central = Buffer.alloc(46);
+      central.writeUInt32LE(0x02014b50, 0);
+      central.writeUInt32LE(crc, 16);
+      central.writeUInt32LE(pkl.length, 20);
+      central.writeUInt32LE(pkl.length, 24);
+      central.writeUInt16LE(name.length, 28);
+      const cdOffset = 30 + name.length + pkl.length;
+      const end = Buffer.alloc(22);
+      end.writeUInt32LE(0x06054b50, 0);
+      end.writeUInt16LE(1, 8);
+      end.writeUInt16LE(1, 10);
+      end.writeUInt32LE(46 + name.length, 12);
+      end.writeUInt32LE(cdOffset, 16);
+      return new Uint8Array(Buffer.concat([local, name, pkl, central, name, end]));
+    };
+    const e = errorOf(() => loadCheckpoint(zipWith(bytes)));
+    expect(e.code).toBe(CheckpointErrorCode.Corrupt);
+    expect(e.message).toContain('contains itself');
+    // the same hand-made zip with a plain {} loads as an empty checkpoint
+    expect(loadCheckpoint(zipWith(pk(0x80, 2, 0x7d, 0x2e))).tensors.size).toBe(0);
   });
 
   it('checks that a strided view stays inside its storage', () => {
