@@ -96,6 +96,12 @@ describe('wars (WA-RS)', () => {
     await expect(wars().run(ctx(1), null)).rejects.toMatchObject({ code: 'ERR_DITFA_INVALID_ARGUMENT', message: expect.stringContaining('received null') });
     cache.scope(0).put(CacheKind.Residual, randomTensor([2, 12, 2, 8], 1));
     await expect(wars().run(ctx(1), { rows: 'all', ...qkv(1) })).rejects.toMatchObject({ code: 'ERR_DITFA_SHAPE_MISMATCH', message: expect.stringContaining('[2, 12, 2, 8]') });
+    cache.scope(0).put(CacheKind.Residual, randomTensor([3, 12, 2, 4], 1));
+    await expect(wars().run(ctx(1), { rows: 'all', ...qkv(1) })).rejects.toMatchObject({ code: 'ERR_DITFA_SHAPE_MISMATCH', message: expect.stringContaining('but it has 3 rows') });
+    await expect(wars().run(ctx(1), { rows: 'conditional', ...qkv(1) })).rejects.toMatchObject({
+      code: 'ERR_DITFA_INVALID_ARGUMENT',
+      message: 'Expected q/k/v of every row for a batch without CFG but received the conditional rows only',
+    });
   });
 
   it('counts exact band FLOPs, never zero', () => {
