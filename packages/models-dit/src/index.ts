@@ -8,6 +8,6 @@ export * from './embeddings.js';
 export * from './weights.js';
 export * from './graphs.js';
 export * from './model.js';
-export * from './guidance.js';
 export * from './load.js';
 export * from './random.js';
+export * from './pipeline.js';

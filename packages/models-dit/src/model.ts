@@ -51,6 +51,29 @@ export interface LoadOptions extends SessionOptions {
   readonly weightsHash?: string;
 }
 
+/**
+ * The state between blocks of one step: which block it enters, the hidden state `[B, L, C]` and (hidden)
+ * the step's conditioning. Immutable; made by {@link TransformerModel.embed} and `runBlocks`.
+ */
+export interface StepState {
+  /** Index of the block this state enters (`numBlocks` after the last). */
+  readonly block: number;
+  readonly batch: number;
+  readonly height: number;
+  readonly width: number;
+  readonly tokens: number;
+  /** Milliseconds spent in strategies (attention) and elsewhere since `embed`. */
+  readonly attentionMs: number;
+  readonly otherMs: number;
+  /** The hidden state entering `block`, `[B, L, C]`; never written to. */
+  readonly hidden: Tensor;
+}
+
+export type BlockRunOptions = Omit<ForwardOptions, 'startBlock' | 'hiddenIn'> & {
+  /** Method of each block (the planner's `methodFor`); wins over `methods` and the plan. */
+  readonly methodFor?: (block: number) => string | undefined;
+};
+
 export interface ForwardOptions {
   /** Denoising step index, for strategies and the plan (default 0). */
   readonly step?: number;
@@ -106,6 +129,24 @@ interface Embedded {
   readonly cross: ReadonlyArray<Record<string, OrtTensor>> | null;
 }
 
+interface StateInternals {
+  readonly emb: Embedded;
+  readonly hidden: OrtTensor;
+}
+const stateInternals = new WeakMap<StepState, StateInternals>();
+
+function makeState(fields: Omit<StepState, 'hidden'>, emb: Embedded, hidden: OrtTensor): StepState {
+  const state: StepState = Object.freeze({ ...fields, hidden: asTensor(hidden) });
+  stateInternals.set(state, { emb, hidden });
+  return state;
+}
+
+function internals(state: StepState): StateInternals {
+  const s = stateInternals.get(state);
+  if (!s) throw new InvalidArgumentError(`Expected a step state made by this model's embed() or runBlocks() but received ${describeValue(state)}`);
+  return s;
+}
+
 const asTensor = (t: OrtTensor, shape?: readonly number[]): Tensor => tensor(t.data as Float32Array, shape ?? t.dims);
 
 /**
@@ -119,6 +160,8 @@ export class TransformerModel {
   /** Which CFG half is conditional in this adapter's batches: DiT cond-first, diffusers PixArt cond-second. */
   readonly cfgOrder: CfgOrder;
   readonly weightsHash: string;
+  /** PixArt original checkpoints: the learned null caption `[Lt, captionChannels]` (a CFG fallback). */
+  readonly nullCaption: Tensor | null;
   readonly #ort: OrtModule;
   readonly #embed: OrtSession;
   readonly #caption: OrtSession | null;
@@ -137,6 +180,7 @@ export class TransformerModel {
     final: OrtSession;
     taps: boolean;
     weightsHash: string;
+    nullCaption: Tensor | null;
   }) {
     this.config = init.config;
     this.cfgOrder = init.config.family === 'dit' ? 'cond-first' : 'cond-second';
@@ -147,6 +191,7 @@ export class TransformerModel {
     this.#final = init.final;
     this.#taps = init.taps;
     this.weightsHash = init.weightsHash;
+    this.nullCaption = init.nullCaption;
   }
 
   /** Builds every graph and session from canonical weights (see `canonicalWeights`). */
@@ -170,7 +215,11 @@ export class TransformerModel {
         blocks.push({ pre: await make(buildPre(config, b, { taps })), out: await make(buildOut(config, b)), post: await make(buildPost(config, b, { taps })) });
       }
       const final = await make(buildFinal(config, weights));
-      return new TransformerModel({ config, ort, embed, caption, blocks, final, taps, weightsHash: options.weightsHash ?? 'sha256:unknown' });
+      const nullCaption =
+        weights.family === 'pixart' && weights.nullCaption
+          ? tensor(weights.nullCaption, [weights.nullCaption.length / (config as PixartConfig).captionChannels, (config as PixartConfig).captionChannels])
+          : null;
+      return new TransformerModel({ config, ort, embed, caption, blocks, final, taps, weightsHash: options.weightsHash ?? 'sha256:unknown', nullCaption });
     } catch (error) {
       await Promise.all(sessions.map((s) => s.release()));
       throw error;
@@ -298,22 +347,44 @@ export class TransformerModel {
   }
 
   /**
-   * One model evaluation: `x [B, in, H, W]` at timesteps `t` with condition `cond` → `[B, out, H, W]`.
-   * Self-attention of block `i` goes to the strategy named by `methods[i]` or the plan at `step`.
+   * Embeds one step's input: `x [B, in, H, W]` at timesteps `t` with condition `cond`. The returned
+   * state enters block 0; it is immutable, so one state can start several {@link runBlocks} trials.
    */
-  async forward(x: Tensor, t: number | ArrayLike<number>, cond: Condition, options: ForwardOptions = {}): Promise<ForwardResult> {
+  async embed(x: Tensor, t: number | ArrayLike<number>, cond: Condition, options: { trace?: ForwardOptions['trace'] } = {}): Promise<StepState> {
+    this.#check();
+    const started = performance.now();
+    const emb = await this.#embedStep(x, t, cond, options.trace);
+    const [B, , H, W] = x.shape as [number, number, number, number];
+    return makeState({ block: 0, batch: B, height: H, width: W, tokens: this.tokenGrid(H, W).tokens, attentionMs: 0, otherMs: performance.now() - started }, emb, emb.tokens);
+  }
+
+  /** The same step state with another hidden state entering `block` (prefix reuse from a stored `[B, L, C]`). */
+  withHidden(state: StepState, block: number, hidden: Tensor): StepState {
+    const { emb } = internals(state);
+    expectInteger('block', block, 0, this.config.depth);
+    const shape = [state.batch, state.tokens, this.config.hiddenSize];
+    checkShape('hidden state', hidden, shape);
+    return makeState({ ...state, block }, emb, new this.#ort.Tensor('float32', hidden.data, shape));
+  }
+
+  /**
+   * Runs blocks `from … to−1` on `state` (which must enter block `from`) and returns the state entering
+   * block `to`. Self-attention of block `i` goes to the strategy named by `methodFor(i)`, else
+   * `methods[i]`, else the plan at `step`. `state` is not modified.
+   */
+  async runBlocks(state: StepState, from: number, to: number, options: BlockRunOptions = {}): Promise<StepState> {
     this.#check();
     const started = performance.now();
     let attentionMs = 0;
     const c = this.config;
     const ort = this.#ort;
     const trace = options.trace;
+    const { emb, hidden } = internals(state);
+    if (from !== state.block) throw new InvalidArgumentError(`Expected runBlocks to start at the state's block ${state.block} but received from = ${describeValue(from)}`);
+    expectInteger('to', to, from, c.depth);
     const step = expectInteger('step', options.step ?? 0, 0);
-    const startBlock = expectInteger('startBlock', options.startBlock ?? 0, 0, c.depth);
-    if (startBlock > 0 && !options.hiddenIn) throw new InvalidArgumentError(`Expected hiddenIn with startBlock ${startBlock} but received none`);
-    const emb = await this.#embedStep(x, t, cond, trace);
-    const [B, , H, W] = x.shape as [number, number, number, number];
-    const { rows, cols, tokens: L } = this.tokenGrid(H, W);
+    const B = state.batch;
+    const L = state.tokens;
     const C = c.hiddenSize;
     const heads = this.numHeads;
     const D = this.headDim;
@@ -327,23 +398,14 @@ export class TransformerModel {
     const backend = options.backend ?? createReferenceBackend();
     const cache = options.cache ?? new CacheManager();
     const window = options.window ?? { kind: '1d' as const, size: Math.floor(L / 8) };
-    void rows, void cols;
 
-    let h: OrtTensor;
-    if (options.hiddenIn) {
-      const hid = options.hiddenIn;
-      if (hid.shape.length !== 3 || hid.shape[0] !== B || hid.shape[1] !== L || hid.shape[2] !== C) {
-        throw new ShapeMismatchError(`Expected hiddenIn of shape [${B}, ${L}, ${C}] but received [${hid.shape.join(', ')}]`);
-      }
-      h = new ort.Tensor('float32', hid.data, [B, L, C]);
-    } else h = emb.tokens;
-
-    for (let b = startBlock; b < c.depth; b++) {
+    let h: OrtTensor = hidden;
+    for (let b = from; b < to; b++) {
       throwIfAborted(options.signal, 'The forward pass');
       options.onHidden?.(b, asTensor(h));
       const sessions = this.#blocks[b]!;
       const mod = emb.mods[b]!;
-      const method = options.methods?.[b] ?? plan.methodAt(step, b) ?? 'full';
+      const method = options.methodFor?.(b) ?? options.methods?.[b] ?? plan.methodAt(step, b) ?? 'full';
       const strategy = strategies.get(method);
       if (!strategy) {
         throw new StrategyNotFoundError(`Expected a strategy named "${method}" for step ${step}, block ${b} but the pipeline has: ${strategies.names().join(', ') || 'none'}`);
@@ -400,13 +462,38 @@ export class TransformerModel {
       h = post.out!;
       trace?.(`block.${b}.out`, asTensor(h));
     }
-    options.onHidden?.(c.depth, asTensor(h));
-    const fin = (await this.#final.run({ x: h, final_mod: emb.finalMod })).tokens!;
-    trace?.('final_tokens', asTensor(fin));
+    if (to === c.depth) options.onHidden?.(c.depth, asTensor(h));
+    const elapsed = performance.now() - started;
+    return makeState({ ...state, block: to, attentionMs: state.attentionMs + attentionMs, otherMs: state.otherMs + elapsed - attentionMs }, emb, h);
+  }
+
+  /** The model output `[B, out, H, W]` from the state after the last block (before guidance). */
+  async output(state: StepState, options: { trace?: ForwardOptions['trace'] } = {}): Promise<ForwardResult> {
+    this.#check();
+    const started = performance.now();
+    const c = this.config;
+    if (state.block !== c.depth) throw new InvalidArgumentError(`Expected a state after the last block (${c.depth}) but received one entering block ${state.block}`);
+    const { emb, hidden } = internals(state);
+    const fin = (await this.#final.run({ x: hidden, final_mod: emb.finalMod })).tokens!;
+    options.trace?.('final_tokens', asTensor(fin));
     const out = outChannels(c);
     const p = c.patchSize;
-    const output = tensor(unpatchify(fin.data as Float32Array, B, H / p, W / p, p, out), [B, out, H, W]);
-    return { output, timings: { attentionMs, otherMs: performance.now() - started - attentionMs } };
+    const output = tensor(unpatchify(fin.data as Float32Array, state.batch, state.height / p, state.width / p, p, out), [state.batch, out, state.height, state.width]);
+    return { output, timings: { attentionMs: state.attentionMs, otherMs: state.otherMs + performance.now() - started } };
+  }
+
+  /**
+   * One model evaluation: `x [B, in, H, W]` at timesteps `t` with condition `cond` → `[B, out, H, W]`
+   * (`embed`, `runBlocks(0, depth)`, `output`). With `startBlock` and `hiddenIn`, starts from a stored
+   * hidden state instead of block 0.
+   */
+  async forward(x: Tensor, t: number | ArrayLike<number>, cond: Condition, options: ForwardOptions = {}): Promise<ForwardResult> {
+    const startBlock = expectInteger('startBlock', options.startBlock ?? 0, 0, this.config.depth);
+    if (startBlock > 0 && !options.hiddenIn) throw new InvalidArgumentError(`Expected hiddenIn with startBlock ${startBlock} but received none`);
+    let state = await this.embed(x, t, cond, options);
+    if (options.hiddenIn) state = this.withHidden(state, startBlock, options.hiddenIn);
+    state = await this.runBlocks(state, startBlock, this.config.depth, options);
+    return this.output(state, options);
   }
 
   /** True when graphs also output intermediates. */

@@ -1,7 +1,7 @@
 import { type Tensor, tensor } from '@ditfa/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ditConfig } from '../src/config.js';
-import { applyGuidance } from '../src/guidance.js';
+import { guideBatch } from '@ditfa/samplers';
 import { loadModel } from '../src/load.js';
 import type { TransformerModel } from '../src/model.js';
 import { Io, bhldToBlhd, caseJson, hasCase, maxRelError, weights } from './fixtures.js';
@@ -71,7 +71,7 @@ describe.skipIf(!hasCase(CASE))('golden: DiT (dit_b4_s8)', () => {
     const x = io.f32('cfg.input.x');
     const { output } = await original.forward(x, io.ints('cfg.input.t'), { classLabels: io.ints('cfg.input.y') }, { cfg: { order: original.cfgOrder } });
     expect(maxRelError(output.data, io.f32('cfg.output.raw_forward').data)).toBeLessThan(TOL);
-    const guided = applyGuidance(output, io.f32('cfg.input.cfg_scale').data[0]!, { order: 'cond-first', channels: 3 });
+    const guided = guideBatch(output, { order: original.cfgOrder, scale: io.f32('cfg.input.cfg_scale').data[0]!, channels: 3 });
     expect(maxRelError(guided.data, io.f32('cfg.output.out').data)).toBeLessThan(TOL);
   });
 
