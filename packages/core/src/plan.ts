@@ -18,6 +18,14 @@ export type BuiltinMethod = (typeof BUILTIN_METHODS)[number];
 /** Built-in methods that need a cache from an earlier step and so cannot run at step 0. */
 const NEEDS_EARLIER_STEP = new Set<string>(['wars', 'wars+asc', 'ast']);
 
+/** True when `method` reads a cache an earlier step must have filled (by its traits when strategies are known). */
+function needsEarlierStep(method: string, options: ValidatePlanOptions): boolean {
+  const m = options.methods as StrategyLookup | undefined;
+  const traits = m && typeof m.get === 'function' && typeof m.names === 'function' ? m.get(method)?.traits : undefined;
+  if (traits) return traits.consumesResidual || traits.reusesOutput;
+  return NEEDS_EARLIER_STEP.has(method);
+}
+
 export interface PlanFingerprint {
   readonly model: {
     /** Architecture and its size, e.g. `dit depth=28 hidden=1152 heads=16 patch=2`. */
@@ -191,7 +199,7 @@ export function validatePlan(doc: unknown, options: ValidatePlanOptions = {}): P
         if (!isObject(e)) return push(path, `expected { method, loss, flopsFraction } but received ${describeValue(e)}`);
         if (typeof e.method !== 'string' || !allowed.has(e.method)) {
           push(`${path}.method`, `unknown method ${describeValue(e.method)}; known: ${[...allowed].join(', ')}`);
-        } else if (s === 0 && NEEDS_EARLIER_STEP.has(e.method)) {
+        } else if (s === 0 && needsEarlierStep(e.method, options)) {
           push(`${path}.method`, `step 0 must compute attention but the plan says ${JSON.stringify(e.method)}`);
         }
         if (e.loss !== null && (typeof e.loss !== 'number' || !(e.loss >= 0))) push(`${path}.loss`, `expected a non-negative number or null but received ${describeValue(e.loss)}`);

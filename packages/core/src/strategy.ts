@@ -18,6 +18,10 @@ import type { CfgLayout, Tensor } from './tensor.js';
  *    output, so output-reusing methods (AST) can keep it.
  *
  * Tensors are `[B, L, H, D]` for q/k/v and attention outputs, `[B, L, C]` for projected outputs.
+ *
+ * Every tensor crossing this contract is read-only for the receiver: q/k/v, results (a `'projected'`
+ * result may be a cached tensor returned at several steps) and observed outputs. Whoever needs to
+ * modify one copies it first.
  */
 
 /** Rows of the batch: all of them, or the conditional CFG half only. */

@@ -132,3 +132,12 @@ describe('plan documents', () => {
     expect(v.methodAt(3, 0)).toBeUndefined();
   });
 });
+
+describe('step 0 rules from traits', () => {
+  it('refuses a plugin method that consumes a residual at step 0 when the strategies are known', () => {
+    const reader = defineStrategy({ name: 'sparse-reader', traits: { consumesResidual: true }, needs: () => 'all', run: async () => ({ kind: 'projected', output: null as never }), flops: () => 0 });
+    const doc = mutate((d) => (d.steps[0][0].method = 'sparse-reader'));
+    expect(() => validatePlan(doc, { methods: strategySet([reader]) })).toThrow(/step 0 must compute attention/);
+    expect(() => validatePlan(doc, { methods: ['sparse-reader'] })).not.toThrow();
+  });
+});
