@@ -13,7 +13,12 @@ for (const dir of ['packages', 'examples']) {
   if (!existsSync(join(root, dir))) continue;
   for (const name of readdirSync(join(root, dir)).sort()) {
     const file = join(root, dir, name, '.vitest', 'results.json');
-    if (!existsSync(file)) continue;
+    const manifest = join(root, dir, name, 'package.json');
+    if (!existsSync(manifest) || !JSON.parse(readFileSync(manifest, 'utf8')).scripts?.test) continue;
+    if (!existsSync(file)) {
+      rows.push(`  ${`${dir}/${name}`.padEnd(36)} no vitest JSON report (add --reporter=json --outputFile.json=.vitest/results.json to its test script)`);
+      continue;
+    }
     const r = JSON.parse(readFileSync(file, 'utf8'));
     const s = (r.numPendingTests ?? 0) + (r.numTodoTests ?? 0);
     passed += r.numPassedTests;
