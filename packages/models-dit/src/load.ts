@@ -1,6 +1,6 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import * as path from 'node:path';
-import { type CheckpointTensor, readSafetensors, weightsHash } from '@ditfa/checkpoint';
+import { type CheckpointTensor, loadCheckpoint, weightsHash } from '@ditfa/checkpoint';
 import { InvalidArgumentError, describeValue } from '@ditfa/core';
 import { type ModelConfig, configFromJson } from './config.js';
 import { ModelConfigError, ModelKeysError } from './errors.js';
@@ -24,8 +24,8 @@ function readConfig(file: string): ModelConfig {
 }
 
 /**
- * Loads a DiT or PixArt-Σ model: a safetensors file, a folder holding `weights.safetensors` (or
- * `diffusion_pytorch_model.safetensors`) and `config.json` (the Fashion-MNIST DiT's `models/fashion-dit/`
+ * Loads a DiT or PixArt-Σ model: a safetensors or PyTorch (`.bin`/`.pt`) file, a folder holding
+ * `weights.safetensors` (or diffusers' `diffusion_pytorch_model.{safetensors,bin}`) and `config.json` (the Fashion-MNIST DiT's `models/fashion-dit/`
  * layout), or tensors already in memory. The key layout (original or diffusers) is detected from the keys.
  */
 export async function loadModel(source: string | ReadonlyMap<string, CheckpointTensor>, options: LoadModelOptions = {}): Promise<TransformerModel> {
@@ -34,7 +34,7 @@ export async function loadModel(source: string | ReadonlyMap<string, CheckpointT
   if (typeof source === 'string') {
     let file = source;
     if (existsSync(source) && statSync(source).isDirectory()) {
-      const candidates = ['weights.safetensors', 'diffusion_pytorch_model.safetensors', 'model.safetensors'].map((f) => path.join(source, f));
+      const candidates = ['weights.safetensors', 'diffusion_pytorch_model.safetensors', 'model.safetensors', 'diffusion_pytorch_model.bin'].map((f) => path.join(source, f));
       const found = candidates.find((f) => existsSync(f));
       if (!found) throw new InvalidArgumentError(`Expected one of ${candidates.join(', ')} but none exists`);
       file = found;
@@ -44,7 +44,7 @@ export async function loadModel(source: string | ReadonlyMap<string, CheckpointT
       if (!existsSync(cfgFile)) throw new ModelConfigError(`Expected a config (options.config or ${cfgFile}) for ${file} but received neither`);
       config = readConfig(cfgFile);
     }
-    tensors = readSafetensors(file).tensors;
+    tensors = loadCheckpoint(file).tensors;
   } else if (source instanceof Map) {
     tensors = source;
   } else {

@@ -1,4 +1,4 @@
-import { type CheckpointTensor, toFloat32 } from '@ditfa/checkpoint';
+import { type CheckpointTensor, asFloat32 } from '@ditfa/checkpoint';
 import { ShapeMismatchError } from '@ditfa/core';
 import type { LinearWeights } from '@ditfa/ort-graph';
 import { type DitConfig, type ModelConfig, type PixartConfig, mlpHidden, outChannels } from './config.js';
@@ -232,7 +232,8 @@ export function canonicalWeights(config: ModelConfig, tensors: ReadonlyMap<strin
 export function canonicalWeights(config: ModelConfig, tensors: ReadonlyMap<string, CheckpointTensor>): ModelWeights {
   const layout = detectLayout(config.family, tensors);
   checkCheckpoint(config, layout, tensors);
-  const get = (key: string): Float32Array => toFloat32(tensors.get(key)!);
+  // F32 tensors are shared (views of the checkpoint's bytes), others widened: the graphs copy what they keep.
+  const get = (key: string): Float32Array => asFloat32(tensors.get(key)!);
   const L = (prefix: string | readonly string[], out: number, inp: number): LinearWeights => {
     const prefixes = typeof prefix === 'string' ? [prefix] : prefix;
     return {

@@ -125,3 +125,25 @@ describe('pixel-space DiT (the Fashion-MNIST layout) and PixArt pipelines', () =
     }
   });
 });
+
+describe('loading from a folder (the models/fashion-dit layout)', () => {
+  it('reads weights.safetensors + a config.json in DiT-original names', async () => {
+    const { mkdtempSync, writeFileSync, rmSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const { writeSafetensors } = await import('@ditfa/checkpoint');
+    const dir = mkdtempSync(join(tmpdir(), 'ditfa-fashion-'));
+    try {
+      writeFileSync(join(dir, 'weights.safetensors'), writeSafetensors(randomCheckpoint(pixel, { seed: 9 })));
+      writeFileSync(join(dir, 'config.json'), JSON.stringify({ input_size: 8, patch_size: 2, in_channels: 1, hidden_size: 32, depth: 2, num_heads: 2, mlp_ratio: 4, class_dropout_prob: 0.1, num_classes: 10, learn_sigma: true }));
+      const model = await loadModel(dir, { threads: 1 });
+      expect(model.config).toMatchObject({ family: 'dit', inChannels: 1, inputSize: 8, numClasses: 10 });
+      expect(model.weightsHash).toMatch(/^sha256:[0-9a-f]{64}$/);
+      const { output } = await model.forward(tensor(new Float32Array(64), [1, 1, 8, 8]), 10, { classLabels: [0] });
+      expect(output.shape).toEqual([1, 2, 8, 8]);
+      await model.dispose();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

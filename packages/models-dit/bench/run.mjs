@@ -1,0 +1,162 @@
+#!/usr/bin/env node
+// Per-step time of DiT-XL/2 (512 px, 1024 tokens) and PixArt-Σ XL (1024 px, 4096 tokens) with random
+// weights at real sizes, CFG on: raw, then each method applied to every block at step 1 (after a full
+// step 0 that fills the caches the method reads). Attention time (inside strategy.run) and other time
+// are reported next to the ratios predicted from FLOPs. Writes JSON to <repo>/bench/results/.
+//
+// Env: DITFA_BENCH_MODELS=dit,pixart  DITFA_BENCH_DIT_BLOCKS=28  DITFA_BENCH_PIXART_BLOCKS=4
+//      DITFA_BENCH_REPS=2  DITFA_BENCH_THREADS=<cores>  DITFA_BENCH_QUICK=1 (tiny sizes, to check the script)
+//      DITFA_BENCH_BACKEND_MODULE=<module that registers a kernel backend> (default: @ditfa/kernels-cpu if installed)
+import { execSync } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import {
+  CacheManager, builtinMethodFlops, createReferenceBackend, fullStrategy, resolveBackend, strategySet, tensor, uniformPlanView,
+} from '@ditfa/core';
+import { asc } from '@ditfa/strategy-asc';
+import { ast } from '@ditfa/strategy-ast';
+import { wars } from '@ditfa/strategy-wars';
+import { TransformerModel, canonicalWeights, ditConfig, mlpHidden, pixartConfig, randomCheckpoint } from '../dist/index.js';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const repoRoot = path.resolve(here, '../../..');
+const env = process.env;
+const quick = env.DITFA_BENCH_QUICK === '1';
+const reps = Number(env.DITFA_BENCH_REPS ?? 2);
+const threads = Number(env.DITFA_BENCH_THREADS ?? os.cpus().length);
+const METHODS = ['full', 'full+asc', 'wars', 'wars+asc', 'ast'];
+
+function machine() {
+  let flags = [];
+  try {
+    const line = readFileSync('/proc/cpuinfo', 'utf8').split('\n').find((l) => l.startsWith('flags'));
+    flags = (line ?? '').split(':')[1].trim().split(/\s+/).filter((f) => /^(avx2|fma|avx512f|avx512_bf16|amx_bf16|amx_tile|avx512_vnni)$/.test(f));
+  } catch {}
+  let gpu = null;
+  try { gpu = execSync('nvidia-smi --query-gpu=name,driver_version --format=csv,noheader', { stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim(); } catch {}
+  const ortVersion = JSON.parse(readFileSync(path.join(here, '../node_modules/onnxruntime-node/package.json'), 'utf8')).version;
+  return { cpu: os.cpus()[0]?.model, cores: os.cpus().length, flags, memoryGiB: +(os.totalmem() / 2 ** 30).toFixed(1), gpu, node: process.version, onnxruntime: ortVersion, ortThreads: threads, platform: `${os.platform()} ${os.release()}` };
+}
+
+async function backend() {
+  const mod = env.DITFA_BENCH_BACKEND_MODULE ?? '@ditfa/kernels-cpu';
+  let importError = null;
+  try { await import(mod); } catch (e) { importError = `${mod}: ${e.message.split('\n')[0]}`; }
+  try { return { backend: await resolveBackend(), note: null }; } catch (e) {
+    return { backend: createReferenceBackend(), note: `no native backend (${importError ?? e.message.split('\n')[0]}); core's TypeScript reference backend was used` };
+  }
+}
+
+function gc() { globalThis.gc?.(); }
+const rss = () => process.memoryUsage().rss;
+
+/** Dense FLOPs of one block at one step (multiply-adds ×2), given which rows project q/k/v and the out-projection. */
+function denseFlops(config, B, L, Lt, method) {
+  const C = config.hiddenSize, M = mlpHidden(config);
+  const qkvRows = method === 'ast' ? 0 : method.endsWith('+asc') ? B / 2 : B;
+  let f = 2 * qkvRows * L * C * 3 * C + 2 * qkvRows * L * C * C + 2 * B * L * C * M * 2;
+  if (config.family === 'pixart') f += 2 * B * L * C * C * 2 + 4 * B * L * Lt * C;
+  return f;
+}
+
+async function benchModel(name, config, latent, cond, Lt) {
+  const B = 2; // one sample, CFG on
+  process.stdout.write(`\n== ${name}: depth ${config.depth}, hidden ${config.hiddenSize}, heads ${config.numHeads}, latent ${latent.join('×')}\n`);
+  gc();
+  const rss0 = rss();
+  const t0 = performance.now();
+  let ck = randomCheckpoint(config, { seed: 1, captionTokens: Lt });
+  let weightsBytes = 0;
+  for (const t of ck.values()) weightsBytes += t.bytes.byteLength;
+  let weights = canonicalWeights(config, ck);
+  const model = await TransformerModel.create(config, weights, { threads, weightsHash: 'sha256:random' });
+  ck = null; weights = null; gc();
+  const loadSeconds = (performance.now() - t0) / 1000;
+  const rssLoaded = rss();
+  process.stdout.write(`loaded in ${loadSeconds.toFixed(1)} s; weights ${(weightsBytes / 2 ** 30).toFixed(2)} GiB; RSS +${((rssLoaded - rss0) / 2 ** 30).toFixed(2)} GiB\n`);
+
+  const [H, W] = latent;
+  const x = tensor(Float32Array.from({ length: B * config.inChannels * H * W }, (_, i) => Math.sin(i * 0.37)), [B, config.inChannels, H, W]);
+  const L = (H / config.patchSize) * (W / config.patchSize);
+  const window = model.defaultWindow(H, W);
+  const strategies = strategySet([fullStrategy(), wars(), ast(), ...asc()]);
+  const { backend: kb, note } = await backend();
+  const shape = { batch: B, tokens: L, channels: config.hiddenSize, cfg: true, window };
+  const rows = [];
+  for (const method of METHODS) {
+    const cache = new CacheManager();
+    const plan = uniformPlanView(2, config.depth, method);
+    const opts = (step) => ({ step, plan, strategies, backend: kb, cache, cfg: { order: model.cfgOrder }, window, onEvent: (e) => events.push(e) });
+    let peak = rss();
+    const poll = setInterval(() => { peak = Math.max(peak, rss()); }, 20);
+    const samples = [];
+    const events = [];
+    for (let r = 0; r < reps; r++) {
+      cache.reset();
+      // step 0: full everywhere, fills the residual / output caches that step 1's method reads (and may drop)
+      await model.forward(x, 500, cond, { ...opts(0), onEvent: (e) => events.push(e) });
+      const s0 = performance.now();
+      const { timings } = await model.forward(x, 400, cond, opts(1));
+      if (events.length) throw new Error(`unexpected strategy events in the benchmark: ${JSON.stringify(events.slice(0, 3))}`);
+      samples.push({ total: performance.now() - s0, attention: timings.attentionMs, other: performance.now() - s0 - timings.attentionMs });
+    }
+    clearInterval(poll);
+    samples.sort((a, b) => a.total - b.total);
+    const m = samples[Math.floor(samples.length / 2)];
+    const attnFlops = strategies.get(method).flops(shape) * config.depth;
+    rows.push({ method, stepMs: m.total, attentionMs: m.attention, otherMs: m.other, attentionFlops: attnFlops, denseFlops: denseFlops(config, B, L, Lt, method) * config.depth, cachePeakBytes: cache.stats().peakBytes, peakRssBytes: peak });
+    process.stdout.write(`${method.padEnd(9)} step ${m.total.toFixed(0).padStart(7)} ms  attention ${m.attention.toFixed(0).padStart(7)} ms  other ${m.other.toFixed(0).padStart(7)} ms  cache ${(cache.stats().peakBytes / 2 ** 20).toFixed(0)} MiB\n`);
+  }
+  await model.dispose();
+  const raw = rows[0];
+  const within = (measured, predicted) => Math.abs(measured / predicted - 1) <= 0.1;
+  for (const r of rows) {
+    const predAttn = raw.attentionFlops ? r.attentionFlops / raw.attentionFlops : 1;
+    const predOther = r.denseFlops / raw.denseFlops;
+    const predStep = (raw.attentionMs * predAttn + raw.otherMs * predOther) / raw.stepMs;
+    r.ratios = {
+      attention: { measured: r.attentionMs / raw.attentionMs, predicted: predAttn },
+      other: { measured: r.otherMs / raw.otherMs, predicted: predOther },
+      step: { measured: r.stepMs / raw.stepMs, predicted: predStep },
+    };
+    for (const k of Object.keys(r.ratios)) {
+      const q = r.ratios[k];
+      q.within10pct = q.predicted === 0 ? q.measured <= 0.1 : within(q.measured, q.predicted);
+    }
+  }
+  process.stdout.write('ratios vs raw (measured / predicted from FLOPs):\n');
+  for (const r of rows) {
+    const f = (q) => `${q.measured.toFixed(3)} / ${q.predicted.toFixed(3)}${q.within10pct ? '' : ' !'}`;
+    process.stdout.write(`${r.method.padEnd(9)} attention ${f(r.ratios.attention).padEnd(18)} other ${f(r.ratios.other).padEnd(18)} step ${f(r.ratios.step)}\n`);
+  }
+  return { name, config, latent, batch: B, tokens: L, window, backend: kb.name, backendCapabilities: kb.capabilities(), backendNote: note, reps, loadSeconds, memory: { weightsBytes, rssAfterLoadBytes: rssLoaded - rss0, note: 'rssAfterLoad = ORT-held weights + arenas after the JS copies were dropped; peakRssBytes per method includes activations and caches' }, results: rows };
+}
+
+const want = (env.DITFA_BENCH_MODELS ?? 'dit,pixart').split(',');
+const info = machine();
+process.stdout.write(`machine: ${JSON.stringify(info)}\n`);
+const out = { date: new Date().toISOString(), machine: info, quick, models: [] };
+if (want.includes('dit')) {
+  const depth = Number(env.DITFA_BENCH_DIT_BLOCKS ?? 28);
+  const config = quick
+    ? ditConfig({ inputSize: 16, patchSize: 2, inChannels: 4, hiddenSize: 128, depth: 2, numHeads: 4, mlpRatio: 4, numClasses: 1000, learnSigma: true })
+    : ditConfig({ inputSize: 64, patchSize: 2, inChannels: 4, hiddenSize: 1152, depth, numHeads: 16, mlpRatio: 4, numClasses: 1000, learnSigma: true });
+  out.models.push(await benchModel(quick ? 'dit-quick' : 'dit-xl-2-512', config, [config.inputSize, config.inputSize], { classLabels: [207, 1000] }, 0));
+}
+if (want.includes('pixart')) {
+  const depth = Number(env.DITFA_BENCH_PIXART_BLOCKS ?? 4);
+  const Lt = quick ? 8 : 300;
+  const config = quick
+    ? pixartConfig({ sampleSize: 16, patchSize: 2, inChannels: 4, hiddenSize: 128, depth: 2, numHeads: 4, mlpRatio: 4, captionChannels: 64, interpolationScale: 1, learnSigma: true })
+    : pixartConfig({ sampleSize: 128, patchSize: 2, inChannels: 4, hiddenSize: 1152, depth, numHeads: 16, mlpRatio: 4, captionChannels: 4096, interpolationScale: 2, learnSigma: true });
+  const captions = tensor(Float32Array.from({ length: 2 * Lt * config.captionChannels }, (_, i) => Math.sin(i * 0.01)), [2, Lt, config.captionChannels]);
+  const mask = Array.from({ length: 2 * Lt }, (_, i) => ((i % Lt) < 120 ? 1 : 0));
+  out.models.push(await benchModel(quick ? 'pixart-quick' : `pixart-sigma-xl-1024 (${depth} of 28 blocks)`, config, [config.sampleSize, config.sampleSize], { captions, mask }, Lt));
+}
+const dir = path.join(repoRoot, 'bench/results');
+mkdirSync(dir, { recursive: true });
+const file = path.join(dir, `models-dit-${quick ? 'quick-' : ''}${out.date.replace(/[:.]/g, '-')}.json`);
+writeFileSync(file, `${JSON.stringify(out, null, 2)}\n`);
+process.stdout.write(`\nwrote ${path.relative(repoRoot, file)}\n`);
