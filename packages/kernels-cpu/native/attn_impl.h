@@ -1,0 +1,495 @@
+// Flash-style attention for one instruction set, written once over the traits in simd.h and compiled
+// by each kernel file with its own -m flags (see kernels_*.cc).
+//
+// Layout of one work item (batch row b, head h, query tile t): the tile's BR query tokens are the SIMD
+// lanes. Q is packed transposed (qt[d][lane], pre-scaled by scale·log2 e so scores are in the log2
+// domain), scores are computed transposed (st[key][lane] = Σ_d k[key][d]·qt[d][lane]) and the output is
+// accumulated transposed (ot[d][lane] += Σ_key v[key][d]·p[key][lane]). Every softmax statistic is then
+// a plain vector over lanes: no horizontal reduction anywhere, and K / V are read in place from the
+// [B, L, H, D] tensors (one contiguous row of D floats per key) without packing.
+//
+// Keys are visited in segments classified against the tile's window: `inside` (every lane sees every
+// key: no mask), `outside` (no lane sees any key: skipped by window attention, the residual's share in
+// the fused call) and `mixed` (per-element mask). Window attention therefore costs the band plus at
+// most one tile width per edge, and the fused call shares one pass over K/V between the full output and
+// the window output: each probability goes to exactly one of two accumulators (window / outside) that
+// share the running maximum; full = both together, window = the first alone.
+#pragma once
+
+#include <cstdlib>
+#include <limits>
+#include <memory>
+#include <new>
+#include <time.h>
+#include <vector>
+
+#include "kernels.h"
+#include "simd.h"
+
+namespace ditfa {
+namespace DITFA_ISA_NS {
+namespace {
+
+using F = Simd::F;
+using M = Simd::M;
+constexpr int W = Simd::W;
+constexpr int NRV = Simd::NRV;   // row vectors per tile
+constexpr int BR = NRV * W;      // query lanes per tile
+constexpr int BC = 64;           // keys per chunk
+constexpr int NJ = Simd::NJ;
+constexpr int ND = Simd::ND;
+constexpr float kLog2e = 1.4426950408889634f;
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+// The fused call keeps the window's sums relative to the full maximum. When a lane's window maximum is
+// this far (log2 units) below the full maximum, those sums could lose terms to underflow, and the tile's
+// window output is recomputed on its own.
+constexpr float kFusedUnderflowGap = 64.f;
+
+// Local helpers instead of std::min / std::max / std::fill: a template instantiated in several kernel
+// files is one weak symbol, and the linker could hand the scalar path a copy compiled for AVX-512.
+inline int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
+inline int64_t imax(int64_t a, int64_t b) { return a > b ? a : b; }
+
+enum Cls : int { kOutside = 0, kInside = 1, kMixed = 2 };
+struct Segment {
+  int64_t begin, end;
+  Cls cls;
+};
+
+// Per-thread scratch, on the heap (large static TLS blocks fail in dlopen-ed addons).
+struct Scratch {
+  float* qt = nullptr;   // D × BR
+  float* ow = nullptr;   // D × BR (window / only accumulator)
+  float* ox = nullptr;   // D × BR (outside-window accumulator of the fused call)
+  float* st = nullptr;   // BC × BR
+  float* st2 = nullptr;  // BC × BR
+  std::vector<Segment> segs;
+  Scratch() {
+    const size_t big = static_cast<size_t>(kMaxHeadDim) * BR * sizeof(float);
+    const size_t small = static_cast<size_t>(BC) * BR * sizeof(float);
+    qt = static_cast<float*>(std::aligned_alloc(64, big));
+    ow = static_cast<float*>(std::aligned_alloc(64, big));
+    ox = static_cast<float*>(std::aligned_alloc(64, big));
+    st = static_cast<float*>(std::aligned_alloc(64, small));
+    st2 = static_cast<float*>(std::aligned_alloc(64, small));
+    if (!qt || !ow || !ox || !st || !st2) throw std::bad_alloc();
+    segs.reserve(64);
+  }
+  ~Scratch() {
+    std::free(qt);
+    std::free(ow);
+    std::free(ox);
+    std::free(st);
+    std::free(st2);
+  }
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+};
+
+Scratch& scratch() {
+  thread_local std::unique_ptr<Scratch> s;
+  if (!s) s.reset(new Scratch());
+  return *s;
+}
+
+// The query tile: its lanes' token indices and coordinates. Padding lanes repeat the last token.
+struct Tile {
+  int64_t tok[BR];
+  int nq;
+  // 1-D: first and last token. 2-D: patch rows [r0, r1] and columns [c0, c1].
+  int64_t i0, i1, r0, r1, c0, c1;
+  alignas(64) float pos[BR];  // 1-D token index, or 2-D row
+  alignas(64) float col[BR];  // 2-D column
+};
+
+inline int64_t patch_cols(const AttnArgs& a) { return imax(1, imin(a.win.cols, BR / 4)); }
+inline int64_t patch_rows(const AttnArgs& a) { return imax(1, BR / patch_cols(a)); }
+inline bool grid(const AttnArgs& a) { return a.op != Op::Full && a.win.kind == 2; }
+
+int64_t tiles(const AttnArgs& a) {
+  if (grid(a)) {
+    const int64_t pc = patch_cols(a), pr = patch_rows(a);
+    return ((a.win.rows + pr - 1) / pr) * ((a.win.cols + pc - 1) / pc);
+  }
+  return (a.Lq + BR - 1) / BR;
+}
+
+void make_tile(const AttnArgs& a, int64_t t, Tile& tile) {
+  if (grid(a)) {
+    const int64_t pc = patch_cols(a), pr = patch_rows(a);
+    const int64_t across = (a.win.cols + pc - 1) / pc;
+    tile.r0 = (t / across) * pr;
+    tile.c0 = (t % across) * pc;
+    tile.r1 = imin(a.win.rows, tile.r0 + pr) - 1;
+    tile.c1 = imin(a.win.cols, tile.c0 + pc) - 1;
+    int n = 0;
+    for (int64_t r = tile.r0; r <= tile.r1; r++) {
+      for (int64_t c = tile.c0; c <= tile.c1; c++) {
+        tile.tok[n] = r * a.win.cols + c;
+        tile.pos[n] = static_cast<float>(r);
+        tile.col[n] = static_cast<float>(c);
+        n++;
+      }
+    }
+    tile.nq = n;
+  } else {
+    tile.i0 = t * BR;
+    tile.i1 = imin(a.Lq, tile.i0 + BR) - 1;
+    tile.nq = static_cast<int>(tile.i1 - tile.i0 + 1);
+    for (int r = 0; r < tile.nq; r++) {
+      tile.tok[r] = tile.i0 + r;
+      tile.pos[r] = static_cast<float>(tile.i0 + r);
+      tile.col[r] = 0.f;
+    }
+  }
+  for (int r = tile.nq; r < BR; r++) {
+    tile.tok[r] = tile.tok[tile.nq - 1];
+    tile.pos[r] = tile.pos[tile.nq - 1];
+    tile.col[r] = tile.col[tile.nq - 1];
+  }
+}
+
+void push(std::vector<Segment>& segs, int64_t begin, int64_t end, Cls cls) {
+  if (begin >= end) return;
+  if (!segs.empty() && segs.back().end == begin && segs.back().cls == cls) {
+    segs.back().end = end;
+    return;
+  }
+  segs.push_back({begin, end, cls});
+}
+
+// Splits [base, base + n) for lanes spanning [x0, x1] with radius w: keys seen by every lane are inside,
+// by some lane mixed, by none outside. `allInside` false demotes inside to mixed.
+void band_segments(std::vector<Segment>& segs, int64_t base, int64_t n, int64_t x0, int64_t x1, int64_t w, bool allInside) {
+  const auto clip = [n](int64_t x) { return imin(imax(x, 0), n); };
+  const int64_t anyLo = clip(x0 - w), anyHi = clip(x1 + w + 1);
+  int64_t allLo = clip(x1 - w), allHi = clip(x0 + w + 1);
+  if (!allInside || allLo >= allHi) allLo = allHi = anyHi;
+  push(segs, base, base + anyLo, kOutside);
+  push(segs, base + anyLo, base + allLo, kMixed);
+  push(segs, base + allLo, base + allHi, kInside);
+  push(segs, base + imax(allHi, anyLo), base + anyHi, kMixed);
+  push(segs, base + anyHi, base + n, kOutside);
+}
+
+void make_segments(const AttnArgs& a, const Tile& tile, std::vector<Segment>& segs) {
+  segs.clear();
+  if (a.op == Op::Full) {
+    push(segs, 0, a.Lkv, kInside);
+  } else if (a.win.kind == 1) {
+    band_segments(segs, 0, a.Lkv, tile.i0, tile.i1, a.win.size, true);
+  } else {
+    const int64_t R = a.win.radius, cols = a.win.cols;
+    for (int64_t rk = 0; rk < a.win.rows; rk++) {
+      const bool any = rk >= tile.r0 - R && rk <= tile.r1 + R;
+      const bool all = rk >= tile.r1 - R && rk <= tile.r0 + R;
+      if (!any) {
+        push(segs, rk * cols, (rk + 1) * cols, kOutside);
+      } else {
+        band_segments(segs, rk * cols, cols, tile.c0, tile.c1, R, all);
+      }
+    }
+  }
+}
+
+// Lanes of row vector `rv` that may see key `j`.
+inline M allowed(const AttnArgs& a, const Tile& tile, int rv, int64_t j) {
+  if (a.win.kind == 1) {
+    const F d = Simd::sub(Simd::load(tile.pos + rv * W), Simd::set1(static_cast<float>(j)));
+    const F w = Simd::set1(static_cast<float>(a.win.size));
+    return Simd::mand(Simd::le(d, w), Simd::le(Simd::sub(Simd::zero(), w), d));
+  }
+  const int64_t rk = j / a.win.cols, ck = j - rk * a.win.cols;
+  const F R = Simd::set1(static_cast<float>(a.win.radius));
+  const F nR = Simd::sub(Simd::zero(), R);
+  const F dr = Simd::sub(Simd::load(tile.pos + rv * W), Simd::set1(static_cast<float>(rk)));
+  const F dc = Simd::sub(Simd::load(tile.col + rv * W), Simd::set1(static_cast<float>(ck)));
+  return Simd::mand(Simd::mand(Simd::le(dr, R), Simd::le(nR, dr)), Simd::mand(Simd::le(dc, R), Simd::le(nR, dc)));
+}
+
+// st[jj][lane] = Σ_d k[j0 + jj][d] · qt[d][lane] for a block of J keys (J ≤ NJ).
+template <int J>
+inline void qk_block(const float* qt, const float* kp, int64_t ks, int64_t D, float* st) {
+  F acc[J][NRV];
+  for (int jj = 0; jj < J; jj++)
+    for (int rv = 0; rv < NRV; rv++) acc[jj][rv] = Simd::zero();
+  for (int64_t d = 0; d < D; d++) {
+    F qv[NRV];
+    for (int rv = 0; rv < NRV; rv++) qv[rv] = Simd::load(qt + d * BR + rv * W);
+    for (int jj = 0; jj < J; jj++) {
+      const F kb = Simd::set1(kp[jj * ks + d]);
+      for (int rv = 0; rv < NRV; rv++) acc[jj][rv] = Simd::fma(kb, qv[rv], acc[jj][rv]);
+    }
+  }
+  for (int jj = 0; jj < J; jj++)
+    for (int rv = 0; rv < NRV; rv++) Simd::store(st + jj * BR + rv * W, acc[jj][rv]);
+}
+
+template <int J>
+inline void qk_tail(int rem, const float* qt, const float* kp, int64_t ks, int64_t D, float* st) {
+  if constexpr (J > 0) {
+    if (rem == J) return qk_block<J>(qt, kp, ks, D, st);
+    qk_tail<J - 1>(rem, qt, kp, ks, D, st);
+  }
+}
+
+void qk(const float* qt, const float* kp, int64_t ks, int64_t D, int nk, float* st) {
+  int j = 0;
+  for (; j + NJ <= nk; j += NJ) qk_block<NJ>(qt, kp + j * ks, ks, D, st + j * BR);
+  if (j < nk) qk_tail<NJ - 1>(nk - j, qt, kp + j * ks, ks, D, st + j * BR);
+}
+
+// ot[d][lane] = ot[d][lane]·fac[lane] + Σ_j v[j][d] · pt[j][lane] for K channels d0..d0+K.
+template <int K>
+inline void pv_block(float* ot, const float* pt, const float* vp, int64_t vs, int nk, const F* fac) {
+  F acc[K][NRV];
+  for (int dd = 0; dd < K; dd++)
+    for (int rv = 0; rv < NRV; rv++) acc[dd][rv] = Simd::mul(Simd::load(ot + dd * BR + rv * W), fac[rv]);
+  for (int j = 0; j < nk; j++) {
+    F pv[NRV];
+    for (int rv = 0; rv < NRV; rv++) pv[rv] = Simd::load(pt + j * BR + rv * W);
+    const float* vr = vp + j * vs;
+    for (int dd = 0; dd < K; dd++) {
+      const F vb = Simd::set1(vr[dd]);
+      for (int rv = 0; rv < NRV; rv++) acc[dd][rv] = Simd::fma(vb, pv[rv], acc[dd][rv]);
+    }
+  }
+  for (int dd = 0; dd < K; dd++)
+    for (int rv = 0; rv < NRV; rv++) Simd::store(ot + dd * BR + rv * W, acc[dd][rv]);
+}
+
+template <int K>
+inline void pv_tail(int rem, float* ot, const float* pt, const float* vp, int64_t vs, int nk, const F* fac) {
+  if constexpr (K > 0) {
+    if (rem == K) return pv_block<K>(ot, pt, vp, vs, nk, fac);
+    pv_tail<K - 1>(rem, ot, pt, vp, vs, nk, fac);
+  }
+}
+
+void pv(float* ot, const float* pt, const float* vp, int64_t vs, int64_t D, int nk, const F* fac) {
+  int64_t d = 0;
+  for (; d + ND <= D; d += ND) pv_block<ND>(ot + d * BR, pt, vp + d, vs, nk, fac);
+  if (d < D) pv_tail<ND - 1>(static_cast<int>(D - d), ot + d * BR, pt, vp + d, vs, nk, fac);
+}
+
+// One softmax accumulator: ot (D × BR), the row sums l and the maximum `ref` they are relative to.
+struct Acc {
+  float* ot;
+  F l[NRV];
+  F ref[NRV];
+  void init(int64_t D) {
+    for (int64_t i = 0; i < D * BR; i++) ot[i] = 0.f;
+    for (int rv = 0; rv < NRV; rv++) {
+      l[rv] = Simd::zero();
+      ref[rv] = Simd::set1(kNegInf);
+    }
+  }
+  // Rebases onto `m` (which is >= ref or the stand-in 0 for an all -inf lane) and adds p·v.
+  void add(const float* pt, const float* vp, int64_t vs, int64_t D, int nk, const F* m, const F* psum) {
+    F fac[NRV];
+    for (int rv = 0; rv < NRV; rv++) {
+      fac[rv] = Simd::exp2(Simd::sub(ref[rv], m[rv]));
+      l[rv] = Simd::fma(l[rv], fac[rv], psum[rv]);
+      ref[rv] = m[rv];
+    }
+    pv(ot, pt, vp, vs, D, nk, fac);
+  }
+  // Factor that brings this accumulator onto the final maximum m.
+  F factor(int rv, F m) const { return Simd::exp2(Simd::sub(ref[rv], m)); }
+};
+
+struct State {
+  F m[NRV];   // running maximum over every key seen (log2 domain)
+  F mw[NRV];  // fused only: running maximum over in-window keys
+};
+
+// Processes keys [j0, j0 + nk) of class `cls` for one tile.
+void chunk(const AttnArgs& a, const Tile& tile, Scratch& s, State& st, Acc& accW, Acc* accX, const float* kp, const float* vp,
+           int64_t stride, int64_t j0, int nk, Cls cls) {
+  const int64_t D = a.D;
+  qk(s.qt, kp + j0 * stride, stride, D, nk, s.st);
+  const bool fused = accX != nullptr;
+  const bool masked = cls == kMixed;
+  // Pass 1: maxima (masked entries are excluded from the window's maximum, and from everything in
+  // plain window attention).
+  F cmax[NRV], wmax[NRV];
+  for (int rv = 0; rv < NRV; rv++) cmax[rv] = wmax[rv] = Simd::set1(kNegInf);
+  for (int j = 0; j < nk; j++) {
+    for (int rv = 0; rv < NRV; rv++) {
+      F x = Simd::load(s.st + j * BR + rv * W);
+      if (masked) {
+        const F xm = Simd::select(allowed(a, tile, rv, j0 + j), x, Simd::set1(kNegInf));
+        if (!fused) {
+          x = xm;
+          Simd::store(s.st + j * BR + rv * W, x);
+        }
+        wmax[rv] = Simd::max(wmax[rv], xm);
+      }
+      cmax[rv] = Simd::max(cmax[rv], x);
+    }
+  }
+  F muse[NRV];
+  for (int rv = 0; rv < NRV; rv++) {
+    st.m[rv] = Simd::max(st.m[rv], cmax[rv]);
+    // A lane that has seen only masked keys so far has m = -inf; 0 stands in so exp2 stays finite.
+    muse[rv] = Simd::select(Simd::eq(st.m[rv], Simd::set1(kNegInf)), Simd::zero(), st.m[rv]);
+    if (fused) st.mw[rv] = Simd::max(st.mw[rv], cls == kInside ? cmax[rv] : wmax[rv]);
+  }
+  // Pass 2: probabilities and their sums, split between the window and outside accumulators in the
+  // fused call.
+  F sumA[NRV], sumB[NRV];
+  for (int rv = 0; rv < NRV; rv++) sumA[rv] = sumB[rv] = Simd::zero();
+  const bool split = fused && masked;
+  for (int j = 0; j < nk; j++) {
+    for (int rv = 0; rv < NRV; rv++) {
+      float* sp = s.st + j * BR + rv * W;
+      const F p = Simd::exp2(Simd::sub(Simd::load(sp), muse[rv]));
+      if (split) {
+        const F pin = Simd::select(allowed(a, tile, rv, j0 + j), p, Simd::zero());
+        const F pout = Simd::sub(p, pin);
+        Simd::store(sp, pin);
+        Simd::store(s.st2 + j * BR + rv * W, pout);
+        sumA[rv] = Simd::add(sumA[rv], pin);
+        sumB[rv] = Simd::add(sumB[rv], pout);
+      } else {
+        Simd::store(sp, p);
+        sumA[rv] = Simd::add(sumA[rv], p);
+      }
+    }
+  }
+  const float* vbase = vp + j0 * stride;
+  if (!fused || cls == kInside) {
+    accW.add(s.st, vbase, stride, D, nk, muse, sumA);
+  } else if (cls == kOutside) {
+    accX->add(s.st, vbase, stride, D, nk, muse, sumA);
+  } else {
+    accW.add(s.st, vbase, stride, D, nk, muse, sumA);
+    accX->add(s.st2, vbase, stride, D, nk, muse, sumB);
+  }
+}
+
+// Runs the tile's segments through `chunk`. Plain window attention skips outside segments.
+void sweep(const AttnArgs& a, const Tile& tile, Scratch& s, State& st, Acc& accW, Acc* accX, bool windowOnly, int64_t b, int64_t h) {
+  const int64_t stride = a.H * a.D;
+  const float* kp = a.k + (b * a.Lkv * a.H + h) * a.D;
+  const float* vp = a.v + (b * a.Lkv * a.H + h) * a.D;
+  for (int rv = 0; rv < NRV; rv++) st.m[rv] = st.mw[rv] = Simd::set1(kNegInf);
+  for (const Segment& seg : s.segs) {
+    if (windowOnly && seg.cls == kOutside) continue;
+    // In plain window attention, the full call and the residual-add call, an outside segment never
+    // reaches chunk(); in full attention everything is inside.
+    for (int64_t j = seg.begin; j < seg.end; j += BC) {
+      const int nk = static_cast<int>(imin(BC, seg.end - j));
+      chunk(a, tile, s, st, accW, accX, kp, vp, stride, j, nk, seg.cls);
+    }
+  }
+}
+
+void run_tile(const AttnArgs& a, int64_t b, int64_t h, int64_t t) {
+  Scratch& s = scratch();
+  Tile tile{};
+  make_tile(a, t, tile);
+  const int64_t D = a.D, HD = a.H * a.D;
+  const float qscale = a.scale * kLog2e;
+  const float* qbase = a.q + (b * a.Lq * a.H + h) * D;
+  for (int r = 0; r < BR; r++) {
+    const float* qr = qbase + tile.tok[r] * HD;
+    for (int64_t d = 0; d < D; d++) s.qt[d * BR + r] = qr[d] * qscale;
+  }
+  make_segments(a, tile, s.segs);
+  State st;
+  Acc accW{s.ow, {}, {}};
+  accW.init(D);
+  const bool fused = a.op == Op::FullResidual;
+  Acc accX{s.ox, {}, {}};
+  if (fused) accX.init(D);
+  sweep(a, tile, s, st, accW, fused ? &accX : nullptr, a.op != Op::Full && !fused, b, h);
+
+  float* obase = a.out + (b * a.Lq * a.H + h) * D;
+  alignas(64) float inv[BR];
+  if (!fused) {
+    for (int rv = 0; rv < NRV; rv++) Simd::store(inv + rv * W, accW.l[rv]);
+    for (int r = 0; r < tile.nq; r++) {
+      float* orow = obase + tile.tok[r] * HD;
+      const float il = 1.f / inv[r];
+      for (int64_t d = 0; d < D; d++) orow[d] = s.ow[d * BR + r] * il;
+      if (a.op == Op::WindowResidual) {
+        const float* rrow = a.aux + (b * a.Lq * a.H + h) * D + tile.tok[r] * HD;
+        for (int64_t d = 0; d < D; d++) orow[d] += rrow[d];
+      }
+    }
+    return;
+  }
+  // Fused: full = (ow·fw + ox·fx) / (lw·fw + lx·fx), window = ow / lw.
+  alignas(64) float fw[BR], fx[BR], lw[BR], lx[BR], gap[BR];
+  for (int rv = 0; rv < NRV; rv++) {
+    const F m = Simd::select(Simd::eq(st.m[rv], Simd::set1(kNegInf)), Simd::zero(), st.m[rv]);
+    Simd::store(fw + rv * W, accW.factor(rv, m));
+    Simd::store(fx + rv * W, accX.factor(rv, m));
+    Simd::store(lw + rv * W, accW.l[rv]);
+    Simd::store(lx + rv * W, accX.l[rv]);
+    Simd::store(gap + rv * W, Simd::sub(st.m[rv], st.mw[rv]));
+  }
+  float* rbase = a.aux + (b * a.Lq * a.H + h) * D;
+  bool underflow = false;
+  for (int r = 0; r < tile.nq; r++) underflow = underflow || !(gap[r] <= kFusedUnderflowGap);
+  for (int r = 0; r < tile.nq; r++) {
+    float* orow = obase + tile.tok[r] * HD;
+    const float il = 1.f / (lw[r] * fw[r] + lx[r] * fx[r]);
+    const float iw = 1.f / lw[r];
+    float* rrow = rbase + tile.tok[r] * HD;
+    for (int64_t d = 0; d < D; d++) {
+      const float ow = s.ow[d * BR + r];
+      const float full = (ow * fw[r] + s.ox[d * BR + r] * fx[r]) * il;
+      orow[d] = full;
+      rrow[d] = full - ow * iw;
+    }
+  }
+  if (underflow) {
+    // Recompute the window part alone (its own maximum) and rewrite the residual.
+    Acc acc{s.ow, {}, {}};
+    acc.init(D);
+    State st2;
+    sweep(a, tile, s, st2, acc, nullptr, true, b, h);
+    for (int rv = 0; rv < NRV; rv++) Simd::store(inv + rv * W, acc.l[rv]);
+    for (int r = 0; r < tile.nq; r++) {
+      const float* orow = obase + tile.tok[r] * HD;
+      float* rrow = rbase + tile.tok[r] * HD;
+      const float il = 1.f / inv[r];
+      for (int64_t d = 0; d < D; d++) rrow[d] = orow[d] - s.ow[d * BR + r] * il;
+    }
+  }
+}
+
+// Independent FMA chains on registers only: the machine's fp32 FMA peak for this instruction set.
+double fma_peak(double seconds) {
+  constexpr int kChains = 12;
+  F x[kChains];
+  for (int i = 0; i < kChains; i++) x[i] = Simd::set1(1.f + 1e-3f * static_cast<float>(i));
+  const F mulv = Simd::set1(0.999999f), addv = Simd::set1(1e-6f);
+  double flops = 0;
+  const auto now = [] {
+    timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+  };
+  const double start = now();
+  constexpr int kIters = 1 << 16;
+  do {
+    for (int it = 0; it < kIters; it++) {
+      for (int i = 0; i < kChains; i++) x[i] = Simd::fma(x[i], mulv, addv);
+    }
+    flops += 2.0 * W * kChains * kIters;
+  } while (now() - start < seconds);
+  alignas(64) float sink[W];
+  F total = x[0];
+  for (int i = 1; i < kChains; i++) total = Simd::add(total, x[i]);
+  Simd::store(sink, total);
+  volatile float keep = sink[0];
+  (void)keep;
+  return flops;
+}
+
+}  // namespace
+}  // namespace DITFA_ISA_NS
+}  // namespace ditfa

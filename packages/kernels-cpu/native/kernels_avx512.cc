@@ -1,0 +1,13 @@
+// The avx512 kernel set: attn_impl.h compiled with this file's own flags (see binding.gyp).
+#define DITFA_ISA_NS isa_avx512
+#define DITFA_SIMD_AVX512
+#include "attn_impl.h"
+
+namespace ditfa {
+
+const KernelSet* kernels_avx512() {
+  static const KernelSet set{"avx512", isa_avx512::tiles, isa_avx512::run_tile, nullptr, nullptr, nullptr, isa_avx512::fma_peak};
+  return &set;
+}
+
+}  // namespace ditfa
