@@ -10,7 +10,9 @@ import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+// `--dir PATH` builds a copy of the sources elsewhere (scripts/sanitize.sh); default: this package.
+const dirFlag = process.argv.indexOf('--dir');
+const root = dirFlag >= 0 ? resolve(process.argv[dirFlag + 1]) : resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const addon = join(root, 'build', 'Release', 'ditfa_kernels_cpu.node');
 
 if (process.env.DITFA_KERNELS_CPU_SKIP_BUILD === '1') {
@@ -27,7 +29,7 @@ if (process.argv.includes('--if-stale') && process.env.DITFA_SANITIZE !== '1' &&
 
 function nodeGyp() {
   try {
-    return createRequire(join(root, 'package.json')).resolve('node-gyp/bin/node-gyp.js');
+    return createRequire(fileURLToPath(import.meta.url)).resolve('node-gyp/bin/node-gyp.js');
   } catch {
     // npm and pnpm hand their bundled node-gyp to install scripts.
     return process.env.npm_config_node_gyp || null;
