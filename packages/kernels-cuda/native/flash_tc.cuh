@@ -32,6 +32,7 @@ struct Smem {
   static constexpr int kBytes = (kBM * kStride + 4 * kTile) * 2; // Q, K[2], V[2]
 };
 
+#ifndef DITFA_EMULATE
 __device__ __forceinline__ uint32_t smem_addr(const void* p) { return static_cast<uint32_t>(__cvta_generic_to_shared(p)); }
 
 __device__ __forceinline__ void cp_async16(void* smem, const void* gmem) {
@@ -84,6 +85,7 @@ struct Mma<__half> {
     return *reinterpret_cast<uint32_t*>(&v);
   }
 };
+#endif  // DITFA_EMULATE (native/tc_emulate.cu supplies host versions of the primitives above)
 
 // Loads `rows` tokens starting at `row0` of one (b, h) slice into a [kBN or kBM][stride] shared tile.
 // Columns D..DP-1 and rows past `limit` are zero-filled with plain stores.
@@ -91,7 +93,7 @@ template <typename T, int DP>
 __device__ __forceinline__ void load_tile(T* smem, const T* base, int64_t token_stride, int row0, int limit, int D, int rows) {
   constexpr int kChunks = DP / 8; // 16-byte chunks per row
   const int dchunks = D / 8;
-  for (int idx = threadIdx.x; idx < rows * kChunks; idx += kThreads) {
+  for (int idx = DITFA_TID_X; idx < rows * kChunks; idx += kThreads) {
     const int r = idx / kChunks;
     const int c = idx - r * kChunks;
     T* dst = smem + r * Smem<DP>::kStride + c * 8;
@@ -116,8 +118,8 @@ __device__ __forceinline__ void softmax_update(float (&s)[8][4], float (&m)[2], 
     float mx = -INFINITY;
 #pragma unroll
     for (int j = 0; j < 8; ++j) mx = fmaxf(mx, fmaxf(s[j][2 * r], s[j][2 * r + 1]));
-    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+    mx = fmaxf(mx, DITFA_SHFL_XOR(mx, 1));
+    mx = fmaxf(mx, DITFA_SHFL_XOR(mx, 2));
     const float mnew = fmaxf(m[r], mx);
     const float muse = mnew == -INFINITY ? 0.f : mnew;
     alpha[r] = exp2f(m[r] - muse);
@@ -148,8 +150,8 @@ __device__ __forceinline__ void softmax_update(float (&s)[8][4], float (&m)[2], 
 }
 
 template <typename T, int DP, bool FUSED>
-__global__ void __launch_bounds__(kThreads) flash_tc_kernel(const AttnParams p) {
-  extern __shared__ __align__(16) unsigned char smem_raw[];
+DITFA_KERNEL(kThreads) flash_tc_kernel(const AttnParams p) {
+  DITFA_EXTERN_SMEM(unsigned char, smem_raw);
   T* Qs = reinterpret_cast<T*>(smem_raw);
   T* Ks = Qs + kBM * Smem<DP>::kStride;
   T* Vs = Ks + 2 * Smem<DP>::kTile;
@@ -157,11 +159,11 @@ __global__ void __launch_bounds__(kThreads) flash_tc_kernel(const AttnParams p) 
   constexpr int kKSteps = DP / 16; // k-steps of Q·Kᵀ, and pairs of 8-wide d tiles of P·V
   constexpr int kDTiles = DP / 8;
 
-  const int m0 = blockIdx.x * kBM;
-  const int h = blockIdx.y;
-  const int b = blockIdx.z;
-  const int warp = threadIdx.x >> 5;
-  const int lane = threadIdx.x & 31;
+  const int m0 = DITFA_BID_X * kBM;
+  const int h = DITFA_BID_Y;
+  const int b = DITFA_BID_Z;
+  const int warp = DITFA_TID_X >> 5;
+  const int lane = DITFA_TID_X & 31;
   const int g = lane >> 2;
   const int t = lane & 3;
 
@@ -208,7 +210,7 @@ __global__ void __launch_bounds__(kThreads) flash_tc_kernel(const AttnParams p) 
     } else {
       cp_async_wait<0>();
     }
-    __syncthreads();
+    DITFA_SYNC();
 
     const T* Kt = Ks + buf * Smem<DP>::kTile;
     const T* Vt = Vs + buf * Smem<DP>::kTile;
@@ -291,7 +293,7 @@ __global__ void __launch_bounds__(kThreads) flash_tc_kernel(const AttnParams p) 
         }
       }
     }
-    __syncthreads(); // the next iteration's loads overwrite this buffer
+    DITFA_SYNC(); // the next iteration's loads overwrite this buffer
   }
 
   // Epilogue: normalise and store (pairs of elements, 4 bytes per store).
@@ -299,13 +301,13 @@ __global__ void __launch_bounds__(kThreads) flash_tc_kernel(const AttnParams p) 
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     float l = lrow[r];
-    l += __shfl_xor_sync(0xffffffffu, l, 1);
-    l += __shfl_xor_sync(0xffffffffu, l, 2);
+    l += DITFA_SHFL_XOR(l, 1);
+    l += DITFA_SHFL_XOR(l, 2);
     inv[r] = l > 0.f ? 1.f / l : 0.f;
     if (FUSED) {
       float lw = lwin[r];
-      lw += __shfl_xor_sync(0xffffffffu, lw, 1);
-      lw += __shfl_xor_sync(0xffffffffu, lw, 2);
+      lw += DITFA_SHFL_XOR(lw, 1);
+      lw += DITFA_SHFL_XOR(lw, 2);
       invw[r] = lw > 0.f ? 1.f / lw : 0.f;
     }
   }

@@ -5,6 +5,19 @@
 #include <cuda_fp16.h>
 #include <stdint.h>
 
+// Kernel-side names of the CUDA built-ins, so that native/tc_emulate.cu can run the tensor-core kernel's
+// code on the host (threads as std::threads) by defining DITFA_EMULATE and its own versions of these.
+#ifndef DITFA_EMULATE
+#define DITFA_KERNEL(threads) __global__ void __launch_bounds__(threads)
+#define DITFA_EXTERN_SMEM(type, name) extern __shared__ __align__(16) type name[]
+#define DITFA_TID_X threadIdx.x
+#define DITFA_BID_X blockIdx.x
+#define DITFA_BID_Y blockIdx.y
+#define DITFA_BID_Z blockIdx.z
+#define DITFA_SYNC() __syncthreads()
+#define DITFA_SHFL_XOR(v, o) __shfl_xor_sync(0xffffffffu, v, o)
+#endif
+
 namespace ditfa {
 
 // kind 0: none; 1: |i - j| <= size; 2: rows×cols grid (cols used), |dr| <= radius && |dc| <= radius.
@@ -32,7 +45,7 @@ struct AttnParams {
   Win win;
 };
 
-__device__ __forceinline__ bool window_allows(const Win& w, int i, int j) {
+__host__ __device__ __forceinline__ bool window_allows(const Win& w, int i, int j) {
   if (w.kind == 1) return abs(i - j) <= w.size;
   if (w.kind == 2) {
     const int ri = i / w.cols, rj = j / w.cols;
@@ -43,7 +56,7 @@ __device__ __forceinline__ bool window_allows(const Win& w, int i, int j) {
 }
 
 // Keys [lo, hi) that the window may allow for any query row in [m0, mlast].
-__device__ __forceinline__ void window_key_range(const Win& w, int m0, int mlast, int Lkv, int& lo, int& hi) {
+__host__ __device__ __forceinline__ void window_key_range(const Win& w, int m0, int mlast, int Lkv, int& lo, int& hi) {
   lo = 0;
   hi = Lkv;
   if (w.kind == 1) {
@@ -58,7 +71,7 @@ __device__ __forceinline__ void window_key_range(const Win& w, int m0, int mlast
 
 // True when every (query in [m0, mlast], key in [n0, n1]) pair is allowed (no per-element mask needed).
 // Conservative (false) for 2-D windows.
-__device__ __forceinline__ bool tile_inside_window(const Win& w, int m0, int mlast, int n0, int n1) {
+__host__ __device__ __forceinline__ bool tile_inside_window(const Win& w, int m0, int mlast, int n0, int n1) {
   if (w.kind == 0) return true;
   if (w.kind == 1) return n1 - m0 <= w.size && mlast - n0 <= w.size;
   return false;
