@@ -236,10 +236,10 @@ Call parse(const Napi::CallbackInfo& info) {
 void execute(Call& c) {
   AttnArgs& a = c.args;
   if (a.B == 0 || a.Lq == 0 || a.H == 0) return;
-  std::unique_ptr<uint16_t[]> kb;
+  std::unique_ptr<uint32_t[]> kb;
   std::unique_ptr<uint32_t[]> vb;
   if (c.kernels->prepare != nullptr) {
-    kb.reset(new uint16_t[c.kernels->prep_bytes_k(a) / sizeof(uint16_t)]);
+    kb.reset(new uint32_t[c.kernels->prep_bytes_k(a) / sizeof(uint32_t)]);
     vb.reset(new uint32_t[c.kernels->prep_bytes_v(a) / sizeof(uint32_t)]);
     a.kb = kb.get();
     a.vb = vb.get();

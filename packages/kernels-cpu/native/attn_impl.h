@@ -63,6 +63,7 @@ struct Scratch {
   float* ox = nullptr;   // D × BR (outside-window accumulator of the fused call)
   float* st = nullptr;   // BC × BR
   float* st2 = nullptr;  // BC × BR
+  uint32_t* pk = nullptr;  // bf16: BC/2 × BR pairs of probabilities
   std::vector<Segment> segs;
   Scratch() {
     const size_t big = static_cast<size_t>(kMaxHeadDim) * BR * sizeof(float);
@@ -72,7 +73,8 @@ struct Scratch {
     ox = static_cast<float*>(std::aligned_alloc(64, big));
     st = static_cast<float*>(std::aligned_alloc(64, small));
     st2 = static_cast<float*>(std::aligned_alloc(64, small));
-    if (!qt || !ow || !ox || !st || !st2) throw std::bad_alloc();
+    pk = static_cast<uint32_t*>(std::aligned_alloc(64, small));
+    if (!qt || !ow || !ox || !st || !st2 || !pk) throw std::bad_alloc();
     segs.reserve(64);
   }
   ~Scratch() {
@@ -81,6 +83,7 @@ struct Scratch {
     std::free(ox);
     std::free(st);
     std::free(st2);
+    std::free(pk);
   }
   Scratch(const Scratch&) = delete;
   Scratch& operator=(const Scratch&) = delete;
@@ -207,6 +210,19 @@ inline M allowed(const AttnArgs& a, const Tile& tile, int rv, int64_t j) {
   return Simd::mand(Simd::mand(Simd::le(dr, R), Simd::le(nR, dr)), Simd::mand(Simd::le(dc, R), Simd::le(nR, dc)));
 }
 
+// Where one (batch row, head)'s keys and values are: the fp32 tensors in place, and for bf16 their
+// converted copies (see prepare()).
+struct KV {
+  const float* k;
+  const float* v;
+  int64_t stride;  // floats between consecutive tokens: H·D
+  int64_t D;
+  const uint32_t* kb;     // bf16: [Lkv][D2] pairs of channels
+  const uint32_t* veven;  // bf16: [P][D] pairs of keys (2t, 2t+1)
+  const uint32_t* vodd;   // bf16: [P][D] pairs of keys (2t+1, 2t+2)
+};
+
+#if !defined(DITFA_BF16)
 // st[jj][lane] = Σ_d k[j0 + jj][d] · qt[d][lane] for a block of J keys (J ≤ NJ).
 template <int J>
 inline void qk_block(const float* qt, const float* kp, int64_t ks, int64_t D, float* st) {
@@ -233,7 +249,7 @@ inline void qk_tail(int rem, const float* qt, const float* kp, int64_t ks, int64
   }
 }
 
-void qk(const float* qt, const float* kp, int64_t ks, int64_t D, int nk, float* st) {
+void qk_f32(const float* qt, const float* kp, int64_t ks, int64_t D, int nk, float* st) {
   int j = 0;
   for (; j + NJ <= nk; j += NJ) qk_block<NJ>(qt, kp + j * ks, ks, D, st + j * BR);
   if (j < nk) qk_tail<NJ - 1>(nk - j, qt, kp + j * ks, ks, D, st + j * BR);
@@ -266,10 +282,145 @@ inline void pv_tail(int rem, float* ot, const float* pt, const float* vp, int64_
   }
 }
 
-void pv(float* ot, const float* pt, const float* vp, int64_t vs, int64_t D, int nk, const F* fac) {
+void pv_f32(float* ot, const float* pt, const float* vp, int64_t vs, int64_t D, int nk, const F* fac) {
   int64_t d = 0;
   for (; d + ND <= D; d += ND) pv_block<ND>(ot + d * BR, pt, vp + d, vs, nk, fac);
   if (d < D) pv_tail<ND - 1>(static_cast<int>(D - d), ot + d * BR, pt, vp + d, vs, nk, fac);
+}
+
+#endif
+
+#if defined(DITFA_BF16)
+// bf16 compute (AVX512-BF16): q·kᵀ and p·v with vdpbf16ps, which multiplies pairs of bf16 and
+// accumulates in fp32. Q is packed as pairs of channels, K as pairs of channels per key (prepare()), V as
+// pairs of keys per channel (two copies, starting at even and at odd keys, so any chunk start works),
+// and P as pairs of keys, converted per chunk. Scores, the softmax and all sums stay fp32.
+static_assert(W == 16, "bf16 kernels use 16-lane vectors");
+
+inline uint32_t bf16_bits(float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, 4);
+  u += 0x7fffu + ((u >> 16) & 1u);  // round to nearest even (inputs are finite)
+  return u >> 16;
+}
+inline uint32_t bf16_pair(float lo, float hi) { return bf16_bits(lo) | (bf16_bits(hi) << 16); }
+inline int64_t d2_of(int64_t D) { return (D + 1) / 2; }
+inline int64_t pairs_of(int64_t L) { return L / 2 + 1; }
+
+template <int J>
+inline void qk_block_bf16(const uint32_t* qt, const uint32_t* kp, int64_t D2, uint32_t* /*unused*/, float* st) {
+  F acc[J][NRV];
+  for (int jj = 0; jj < J; jj++)
+    for (int rv = 0; rv < NRV; rv++) acc[jj][rv] = Simd::zero();
+  for (int64_t d = 0; d < D2; d++) {
+    __m512bh qv[NRV];
+    for (int rv = 0; rv < NRV; rv++) qv[rv] = (__m512bh)_mm512_load_si512(qt + d * BR + rv * W);
+    for (int jj = 0; jj < J; jj++) {
+      const __m512bh kb = (__m512bh)_mm512_set1_epi32(static_cast<int>(kp[jj * D2 + d]));
+      for (int rv = 0; rv < NRV; rv++) acc[jj][rv] = _mm512_dpbf16_ps(acc[jj][rv], qv[rv], kb);
+    }
+  }
+  for (int jj = 0; jj < J; jj++)
+    for (int rv = 0; rv < NRV; rv++) Simd::store(st + jj * BR + rv * W, acc[jj][rv]);
+}
+
+template <int J>
+inline void qk_tail_bf16(int rem, const uint32_t* qt, const uint32_t* kp, int64_t D2, float* st) {
+  if constexpr (J > 0) {
+    if (rem == J) return qk_block_bf16<J>(qt, kp, D2, nullptr, st);
+    qk_tail_bf16<J - 1>(rem, qt, kp, D2, st);
+  }
+}
+
+template <int K>
+inline void pv_block_bf16(float* ot, const uint32_t* pk, const uint32_t* vp, int64_t D, int np, const F* fac) {
+  F acc[K][NRV];
+  for (int dd = 0; dd < K; dd++)
+    for (int rv = 0; rv < NRV; rv++) acc[dd][rv] = Simd::mul(Simd::load(ot + dd * BR + rv * W), fac[rv]);
+  for (int t = 0; t < np; t++) {
+    __m512bh pv[NRV];
+    for (int rv = 0; rv < NRV; rv++) pv[rv] = (__m512bh)_mm512_load_si512(pk + t * BR + rv * W);
+    const uint32_t* vr = vp + t * D;
+    for (int dd = 0; dd < K; dd++) {
+      const __m512bh vb = (__m512bh)_mm512_set1_epi32(static_cast<int>(vr[dd]));
+      for (int rv = 0; rv < NRV; rv++) acc[dd][rv] = _mm512_dpbf16_ps(acc[dd][rv], pv[rv], vb);
+    }
+  }
+  for (int dd = 0; dd < K; dd++)
+    for (int rv = 0; rv < NRV; rv++) Simd::store(ot + dd * BR + rv * W, acc[dd][rv]);
+}
+
+template <int K>
+inline void pv_tail_bf16(int rem, float* ot, const uint32_t* pk, const uint32_t* vp, int64_t D, int np, const F* fac) {
+  if constexpr (K > 0) {
+    if (rem == K) return pv_block_bf16<K>(ot, pk, vp, D, np, fac);
+    pv_tail_bf16<K - 1>(rem, ot, pk, vp, D, np, fac);
+  }
+}
+
+// Converts one (b, h): K to channel pairs, V to key pairs (even and odd starts). Padding is zero.
+void prepare(const AttnArgs& a, uint32_t* kb, uint32_t* vb, int64_t b, int64_t h) {
+  const int64_t D = a.D, D2 = d2_of(D), L = a.Lkv, P = pairs_of(L), HD = a.H * D;
+  const int64_t bh = b * a.H + h;
+  const float* k = a.k + (b * L * a.H + h) * D;
+  const float* v = a.v + (b * L * a.H + h) * D;
+  uint32_t* kd = kb + bh * L * D2;
+  for (int64_t j = 0; j < L; j++) {
+    const float* kr = k + j * HD;
+    for (int64_t d = 0; d < D2; d++) kd[j * D2 + d] = bf16_pair(kr[2 * d], 2 * d + 1 < D ? kr[2 * d + 1] : 0.f);
+  }
+  uint32_t* ve = vb + bh * 2 * P * D;
+  uint32_t* vo = ve + P * D;
+  const auto vat = [&](int64_t j, int64_t d) { return j < L ? v[j * HD + d] : 0.f; };
+  for (int64_t t = 0; t < P; t++) {
+    for (int64_t d = 0; d < D; d++) {
+      ve[t * D + d] = bf16_pair(vat(2 * t, d), vat(2 * t + 1, d));
+      vo[t * D + d] = bf16_pair(vat(2 * t + 1, d), vat(2 * t + 2, d));
+    }
+  }
+}
+size_t prep_bytes_k(const AttnArgs& a) { return static_cast<size_t>(a.B * a.H * a.Lkv * d2_of(a.D)) * 4; }
+size_t prep_bytes_v(const AttnArgs& a) { return static_cast<size_t>(a.B * a.H * 2 * pairs_of(a.Lkv) * a.D) * 4; }
+#endif
+
+// Scores of keys [j0, j0 + nk) for every lane: st[j][lane].
+void qk(const float* qt, const KV& kv, int64_t j0, int nk, float* st) {
+#if defined(DITFA_BF16)
+  const uint32_t* qt2 = reinterpret_cast<const uint32_t*>(qt);
+  const int64_t D2 = d2_of(kv.D);
+  const uint32_t* kp = kv.kb + j0 * D2;
+  int j = 0;
+  for (; j + NJ <= nk; j += NJ) qk_block_bf16<NJ>(qt2, kp + j * D2, D2, nullptr, st + j * BR);
+  if (j < nk) qk_tail_bf16<NJ - 1>(nk - j, qt2, kp + j * D2, D2, st + j * BR);
+#else
+  qk_f32(qt, kv.k + j0 * kv.stride, kv.stride, kv.D, nk, st);
+#endif
+}
+
+// ot = ot·fac + p·v over keys [j0, j0 + nk). `pk` is bf16 scratch (unused for fp32).
+void pv(float* ot, const float* pt, const KV& kv, int64_t j0, int nk, const F* fac, uint32_t* pk) {
+#if defined(DITFA_BF16)
+  // Pairs of keys (j0 + 2t, j0 + 2t + 1); a missing last key gets probability 0.
+  const int np = (nk + 1) / 2;
+  const __m512i idx = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21, 5, 20, 4, 19, 3,
+                                       18, 2, 17, 1, 16, 0);
+  for (int t = 0; t < np; t++) {
+    for (int rv = 0; rv < NRV; rv++) {
+      const F lo = Simd::load(pt + (2 * t) * BR + rv * W);
+      const F hi = 2 * t + 1 < nk ? Simd::load(pt + (2 * t + 1) * BR + rv * W) : Simd::zero();
+      const __m512i both = (__m512i)_mm512_cvtne2ps_pbh(hi, lo);  // words 0..15 = lo, 16..31 = hi
+      _mm512_store_si512(pk + t * BR + rv * W, _mm512_permutexvar_epi16(idx, both));
+    }
+  }
+  const int64_t D = kv.D;
+  const uint32_t* vp = (j0 % 2 == 0 ? kv.veven + (j0 / 2) * D : kv.vodd + ((j0 - 1) / 2) * D);
+  int64_t d = 0;
+  for (; d + ND <= D; d += ND) pv_block_bf16<ND>(ot + d * BR, pk, vp + d, D, np, fac);
+  if (d < D) pv_tail_bf16<ND - 1>(static_cast<int>(D - d), ot + d * BR, pk, vp + d, D, np, fac);
+#else
+  (void)pk;
+  pv_f32(ot, pt, kv.v + j0 * kv.stride, kv.stride, kv.D, nk, fac);
+#endif
 }
 
 // One softmax accumulator: ot (D × BR), the row sums l and the maximum `ref` they are relative to.
@@ -285,14 +436,14 @@ struct Acc {
     }
   }
   // Rebases onto `m` (which is >= ref or the stand-in 0 for an all -inf lane) and adds p·v.
-  void add(const float* pt, const float* vp, int64_t vs, int64_t D, int nk, const F* m, const F* psum) {
+  void add(const float* pt, const KV& kv, int64_t j0, int nk, const F* m, const F* psum, uint32_t* pk) {
     F fac[NRV];
     for (int rv = 0; rv < NRV; rv++) {
       fac[rv] = Simd::exp2(Simd::sub(ref[rv], m[rv]));
       l[rv] = Simd::fma(l[rv], fac[rv], psum[rv]);
       ref[rv] = m[rv];
     }
-    pv(ot, pt, vp, vs, D, nk, fac);
+    pv(ot, pt, kv, j0, nk, fac, pk);
   }
   // Factor that brings this accumulator onto the final maximum m.
   F factor(int rv, F m) const { return Simd::exp2(Simd::sub(ref[rv], m)); }
@@ -304,10 +455,8 @@ struct State {
 };
 
 // Processes keys [j0, j0 + nk) of class `cls` for one tile.
-void chunk(const AttnArgs& a, const Tile& tile, Scratch& s, State& st, Acc& accW, Acc* accX, const float* kp, const float* vp,
-           int64_t stride, int64_t j0, int nk, Cls cls) {
-  const int64_t D = a.D;
-  qk(s.qt, kp + j0 * stride, stride, D, nk, s.st);
+void chunk(const AttnArgs& a, const Tile& tile, Scratch& s, State& st, Acc& accW, Acc* accX, const KV& kv, int64_t j0, int nk, Cls cls) {
+  qk(s.qt, kv, j0, nk, s.st);
   const bool fused = accX != nullptr;
   const bool masked = cls == kMixed;
   // Pass 1: maxima (masked entries are excluded from the window's maximum, and from everything in
@@ -357,22 +506,25 @@ void chunk(const AttnArgs& a, const Tile& tile, Scratch& s, State& st, Acc& accW
       }
     }
   }
-  const float* vbase = vp + j0 * stride;
   if (!fused || cls == kInside) {
-    accW.add(s.st, vbase, stride, D, nk, muse, sumA);
+    accW.add(s.st, kv, j0, nk, muse, sumA, s.pk);
   } else if (cls == kOutside) {
-    accX->add(s.st, vbase, stride, D, nk, muse, sumA);
+    accX->add(s.st, kv, j0, nk, muse, sumA, s.pk);
   } else {
-    accW.add(s.st, vbase, stride, D, nk, muse, sumA);
-    accX->add(s.st2, vbase, stride, D, nk, muse, sumB);
+    accW.add(s.st, kv, j0, nk, muse, sumA, s.pk);
+    accX->add(s.st2, kv, j0, nk, muse, sumB, s.pk);
   }
 }
 
 // Runs the tile's segments through `chunk`. Plain window attention skips outside segments.
 void sweep(const AttnArgs& a, const Tile& tile, Scratch& s, State& st, Acc& accW, Acc* accX, bool windowOnly, int64_t b, int64_t h) {
-  const int64_t stride = a.H * a.D;
-  const float* kp = a.k + (b * a.Lkv * a.H + h) * a.D;
-  const float* vp = a.v + (b * a.Lkv * a.H + h) * a.D;
+  KV kv{a.k + (b * a.Lkv * a.H + h) * a.D, a.v + (b * a.Lkv * a.H + h) * a.D, a.H * a.D, a.D, nullptr, nullptr, nullptr};
+#if defined(DITFA_BF16)
+  const int64_t bh = b * a.H + h, P = pairs_of(a.Lkv);
+  kv.kb = a.kb + bh * a.Lkv * d2_of(a.D);
+  kv.veven = a.vb + bh * 2 * P * a.D;
+  kv.vodd = kv.veven + P * a.D;
+#endif
   for (int rv = 0; rv < NRV; rv++) st.m[rv] = st.mw[rv] = Simd::set1(kNegInf);
   for (const Segment& seg : s.segs) {
     if (windowOnly && seg.cls == kOutside) continue;
@@ -380,7 +532,7 @@ void sweep(const AttnArgs& a, const Tile& tile, Scratch& s, State& st, Acc& accW
     // reaches chunk(); in full attention everything is inside.
     for (int64_t j = seg.begin; j < seg.end; j += BC) {
       const int nk = static_cast<int>(imin(BC, seg.end - j));
-      chunk(a, tile, s, st, accW, accX, kp, vp, stride, j, nk, seg.cls);
+      chunk(a, tile, s, st, accW, accX, kv, j, nk, seg.cls);
     }
   }
 }
@@ -392,10 +544,18 @@ void run_tile(const AttnArgs& a, int64_t b, int64_t h, int64_t t) {
   const int64_t D = a.D, HD = a.H * a.D;
   const float qscale = a.scale * kLog2e;
   const float* qbase = a.q + (b * a.Lq * a.H + h) * D;
+#if defined(DITFA_BF16)
+  uint32_t* qt2 = reinterpret_cast<uint32_t*>(s.qt);
+  for (int r = 0; r < BR; r++) {
+    const float* qr = qbase + tile.tok[r] * HD;
+    for (int64_t d = 0; d < d2_of(D); d++) qt2[d * BR + r] = bf16_pair(qr[2 * d] * qscale, 2 * d + 1 < D ? qr[2 * d + 1] * qscale : 0.f);
+  }
+#else
   for (int r = 0; r < BR; r++) {
     const float* qr = qbase + tile.tok[r] * HD;
     for (int64_t d = 0; d < D; d++) s.qt[d * BR + r] = qr[d] * qscale;
   }
+#endif
   make_segments(a, tile, s.segs);
   State st;
   Acc accW{s.ow, {}, {}};

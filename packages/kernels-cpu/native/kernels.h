@@ -34,7 +34,7 @@ struct AttnArgs {
   Op op;
   WindowDesc win;
   // bf16 kernels only: K and V converted once per call (see Bf16Prep), owned by the caller.
-  const uint16_t* kb;
+  const uint32_t* kb;
   const uint32_t* vb;
 };
 
@@ -47,7 +47,7 @@ struct KernelSet {
   // bf16 only (null otherwise): bytes of converted K and V for the whole call, and the conversion of (b, h).
   size_t (*prep_bytes_k)(const AttnArgs&);
   size_t (*prep_bytes_v)(const AttnArgs&);
-  void (*prepare)(const AttnArgs&, uint16_t* kb, uint32_t* vb, int64_t b, int64_t h);
+  void (*prepare)(const AttnArgs&, uint32_t* kb, uint32_t* vb, int64_t b, int64_t h);
   // Seconds-long FMA loop used to measure the machine's fp32 peak: returns the FLOPs it performed.
   double (*fma_peak)(double seconds);
 };

@@ -5,7 +5,7 @@ import {
   type WindowSpec,
 } from '@ditfa/core';
 import { afterAll, describe, expect, it } from 'vitest';
-import { createCpuBackend, cpuBackendStatus } from '../src/base.js';
+import { BF16_ERROR_BOUND, createCpuBackend, cpuBackendStatus } from '../src/base.js';
 import { ISA_NAMES, NativeIsa, loadNative } from '../src/binding.js';
 import { maxAbs, randomTensor, relError, rng } from './helpers.js';
 
@@ -176,4 +176,37 @@ describe.skipIf(!status.available)('native kernels vs the reference backend', ()
       expect(relError(got.residual.data, expected, maxAbs(full.data))).toBeLessThanOrEqual(TOLERANCE);
     }
   });
+});
+
+describe.skipIf(!status.computeDtypes.includes('bf16'))('bf16 compute within its documented bound', () => {
+  const backend = createCpuBackend();
+  const bf16Cases = [
+    { B: 1, L: 7, H: 1, D: 8, w: { kind: '1d', size: 1 } },
+    { B: 2, L: 257, H: 3, D: 72, w: { kind: '1d', size: 32 } },
+    { B: 1, L: 130, H: 2, D: 33, w: { kind: '1d', size: 1000 } },
+    { B: 1, L: 63, H: 16, D: 128, w: { kind: '2d', rows: 7, cols: 9, radius: 2 } },
+  ] as const;
+  for (const [index, c] of bf16Cases.entries()) {
+    it(`B=${c.B} L=${c.L} H=${c.H} D=${c.D} ${windowName(c.w)}`, async () => {
+      const next = rng(500 + index);
+      const shape = [c.B, c.L, c.H, c.D];
+      const [q, k, v, r] = [randomTensor(shape, next, 2), randomTensor(shape, next, 2), randomTensor(shape, next), randomTensor(shape, next)];
+      const full = referenceAttention(q, k, v);
+      const win = referenceWindowAttention(q, k, v, c.w);
+      const scale = maxAbs(full.data);
+      const opts = { compute: 'bf16' } as const;
+      const got = await backend.attention(q, k, v, opts);
+      const err = relError(got.data, full.data);
+      expect(err).toBeLessThanOrEqual(BF16_ERROR_BOUND);
+      // bf16 really is in use: exact fp32 would be ~1e-7 from the reference.
+      expect(err).toBeGreaterThan(1e-5);
+      expect(relError((await backend.windowAttention(q, k, v, c.w, opts)).data, win.data)).toBeLessThanOrEqual(BF16_ERROR_BOUND);
+      const fused = await backend.fullWithResidual(q, k, v, c.w, opts);
+      expect(relError(fused.out.data, full.data)).toBeLessThanOrEqual(BF16_ERROR_BOUND);
+      const residual = full.data.map((x, i) => x - win.data[i]!);
+      expect(relError(fused.residual.data, residual, scale)).toBeLessThanOrEqual(BF16_ERROR_BOUND);
+      const withResidual = await backend.windowWithResidual(q, k, v, c.w, r, opts);
+      expect(relError(withResidual.data, win.data.map((x, i) => x + r.data[i]!))).toBeLessThanOrEqual(BF16_ERROR_BOUND);
+    });
+  }
 });
