@@ -22,12 +22,12 @@ inline size_t smem_bytes(int D) { return sizeof(float) * (static_cast<size_t>(kK
 
 __device__ __forceinline__ float warp_max(float x) {
 #pragma unroll
-  for (int o = 16; o > 0; o >>= 1) x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, o));
+  for (int o = 16; o > 0; o >>= 1) x = fmaxf(x, DITFA_SHFL_XOR(x, o));
   return x;
 }
 __device__ __forceinline__ float warp_sum(float x) {
 #pragma unroll
-  for (int o = 16; o > 0; o >>= 1) x += __shfl_xor_sync(0xffffffffu, x, o);
+  for (int o = 16; o > 0; o >>= 1) x += DITFA_SHFL_XOR(x, o);
   return x;
 }
 
@@ -42,7 +42,7 @@ __device__ __forceinline__ void online_step(float s, float& m, float& l, float (
 #pragma unroll
   for (int c = 0; c < kPer; ++c) acc[c] *= alpha;
   for (int jj = 0; jj < nkeys; ++jj) {
-    const float pk = __shfl_sync(0xffffffffu, pj, jj);
+    const float pk = DITFA_SHFL(pj, jj);
 #pragma unroll
     for (int c = 0; c < kPer; ++c) {
       const int d = lane + 32 * c;
@@ -52,18 +52,18 @@ __device__ __forceinline__ void online_step(float s, float& m, float& l, float (
 }
 
 template <typename T, bool FUSED>
-__global__ void __launch_bounds__(kThreads) flash_simt_kernel(const AttnParams p) {
-  extern __shared__ __align__(16) float sm[];
+DITFA_KERNEL(kThreads) flash_simt_kernel(const AttnParams p) {
+  DITFA_EXTERN_SMEM(float, sm);
   const int D = p.D;
   float* Ks = sm;                       // [kKeys][D + 1]
   float* Vs = Ks + kKeys * (D + 1);     // [kKeys][D]
   float* Qs = Vs + kKeys * D;           // [kRows][D]
 
-  const int m0 = blockIdx.x * kRows;
-  const int h = blockIdx.y;
-  const int b = blockIdx.z;
-  const int warp = threadIdx.x >> 5;
-  const int lane = threadIdx.x & 31;
+  const int m0 = DITFA_BID_X * kRows;
+  const int h = DITFA_BID_Y;
+  const int b = DITFA_BID_Z;
+  const int warp = DITFA_TID_X >> 5;
+  const int lane = DITFA_TID_X & 31;
   const int row = m0 + warp;
   const bool active = row < p.Lq;
   const int64_t tstride = static_cast<int64_t>(p.H) * D;
@@ -71,7 +71,7 @@ __global__ void __launch_bounds__(kThreads) flash_simt_kernel(const AttnParams p
   const T* k = static_cast<const T*>(p.k) + (static_cast<int64_t>(b) * p.Lkv * p.H + h) * D;
   const T* v = static_cast<const T*>(p.v) + (static_cast<int64_t>(b) * p.Lkv * p.H + h) * D;
 
-  for (int idx = threadIdx.x; idx < kRows * D; idx += kThreads) {
+  for (int idx = DITFA_TID_X; idx < kRows * D; idx += kThreads) {
     const int r = idx / D, d = idx - r * D;
     Qs[idx] = (m0 + r < p.Lq) ? to_float<T>(q[static_cast<int64_t>(m0 + r) * tstride + d]) : 0.f;
   }
@@ -90,15 +90,15 @@ __global__ void __launch_bounds__(kThreads) flash_simt_kernel(const AttnParams p
 
   for (int n0 = klo; n0 < khi; n0 += kKeys) {
     const int nkeys = min(kKeys, khi - n0);
-    __syncthreads(); // Qs written / previous tile consumed
-    for (int idx = threadIdx.x; idx < kKeys * D; idx += kThreads) {
+    DITFA_SYNC(); // Qs written / previous tile consumed
+    for (int idx = DITFA_TID_X; idx < kKeys * D; idx += kThreads) {
       const int r = idx / D, d = idx - r * D;
       const bool ok = r < nkeys;
       const int64_t off = static_cast<int64_t>(n0 + r) * tstride + d;
       Ks[r * (D + 1) + d] = ok ? to_float<T>(k[off]) : 0.f;
       Vs[r * D + d] = ok ? to_float<T>(v[off]) : 0.f;
     }
-    __syncthreads();
+    DITFA_SYNC();
     if (!active) continue;
     const int j = n0 + lane;
     float s = -INFINITY;

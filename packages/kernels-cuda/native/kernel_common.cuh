@@ -16,6 +16,7 @@
 #define DITFA_BID_Z blockIdx.z
 #define DITFA_SYNC() __syncthreads()
 #define DITFA_SHFL_XOR(v, o) __shfl_xor_sync(0xffffffffu, v, o)
+#define DITFA_SHFL(v, src) __shfl_sync(0xffffffffu, v, src)
 #endif
 
 namespace ditfa {

@@ -1,4 +1,4 @@
-// Runs the tensor-core kernel's own code (flash_tc.cuh) on the host, to check its indexing, pipeline,
+// Runs the kernels' own code (flash_tc.cuh, flash_simt.cuh) on the host, to check its indexing, pipeline,
 // masking and softmax without a GPU. Each block's 128 threads are std::threads; __syncthreads, warp
 // shuffles, ldmatrix, mma.sync and cp.async are emulated from their PTX definitions:
 // - cp.async copies are deferred until the cp.async.wait_group that covers them (a missing wait or
@@ -22,6 +22,7 @@
 #include <cstdio>
 #include <cstring>
 #include <random>
+#include <type_traits>
 #include <thread>
 #include <vector>
 
@@ -50,6 +51,16 @@ inline float shfl_xor(float v, int o) {
   return r;
 }
 
+inline float shfl(float v, int src) {
+  Warp& w = warp();
+  std::memcpy(&w.slot[lane()][0], &v, 4);
+  w.bar.arrive_and_wait();
+  float r;
+  std::memcpy(&r, &w.slot[src & 31][0], 4);
+  w.bar.arrive_and_wait();
+  return r;
+}
+
 struct Copy {
   void* dst;
   const void* src;
@@ -67,6 +78,7 @@ thread_local int group = 0;
 #define DITFA_BID_Z emu::bz
 #define DITFA_SYNC() emu::block_barrier->arrive_and_wait()
 #define DITFA_SHFL_XOR(v, o) emu::shfl_xor(v, o)
+#define DITFA_SHFL(v, src) emu::shfl(v, src)
 
 using std::max;
 using std::min;
@@ -195,38 +207,53 @@ struct Mma<__half> {
 }  // namespace ditfa
 
 #include "flash_tc.cuh"
+#include "flash_simt.cuh"
 
 namespace {
 
-template <typename T, int DP, bool FUSED>
-void launch(const ditfa::AttnParams& p, int B) {
-  using namespace ditfa::tc;
-  const int gx = (p.Lq + kBM - 1) / kBM;
-  std::vector<unsigned char> smem(Smem<DP>::kBytes + 16);
+// Runs `kernel` over a grid (gx, H, B) of blocks of `threads` threads, one block at a time. Shared
+// memory starts as 0xFF bytes (NaN as fp32, bf16 and fp16).
+template <typename K>
+void run_grid(int gx, int H, int B, int threads, size_t smem_bytes, K kernel) {
+  std::vector<float> smem_storage((smem_bytes + 16) / 4);
+  unsigned char* smem = reinterpret_cast<unsigned char*>(smem_storage.data());
   for (int z = 0; z < B; ++z)
-    for (int y = 0; y < p.H; ++y)
+    for (int y = 0; y < H; ++y)
       for (int x = 0; x < gx; ++x) {
-        std::memset(smem.data(), 0xFF, smem.size());
-        std::barrier<> bar(kThreads);
-        emu::Warp warps[kWarps];
+        std::memset(smem, 0xFF, smem_bytes);
+        std::barrier<> bar(threads);
+        std::vector<emu::Warp> warps(threads / 32);
         emu::block_barrier = &bar;
-        emu::warps = warps;
-        std::vector<std::thread> threads;
-        for (int t = 0; t < kThreads; ++t) {
-          threads.emplace_back([&, t] {
+        emu::warps = warps.data();
+        std::vector<std::thread> pool;
+        for (int t = 0; t < threads; ++t) {
+          pool.emplace_back([&, t] {
             emu::tid = t;
             emu::bx = x;
             emu::by = y;
             emu::bz = z;
-            emu::smem = smem.data();
+            emu::smem = smem;
             emu::pending.clear();
             emu::group = 0;
-            flash_tc_kernel<T, DP, FUSED>(p);
+            kernel();
             if (!emu::pending.empty()) std::printf("FAIL: thread %d left %zu cp.async copies unwaited\n", t, emu::pending.size());
           });
         }
-        for (auto& th : threads) th.join();
+        for (auto& th : pool) th.join();
       }
+}
+
+bool g_simt = false; // run_case: emulate the SIMT kernel instead of the tensor-core one
+
+template <typename T, int DP, bool FUSED>
+void launch(const ditfa::AttnParams& p, int B) {
+  using namespace ditfa;
+  if (g_simt) {
+    run_grid((p.Lq + simt::kRows - 1) / simt::kRows, p.H, B, simt::kThreads, simt::smem_bytes(p.D),
+             [&] { simt::flash_simt_kernel<T, FUSED>(p); });
+  } else if constexpr (!std::is_same_v<T, float>) {
+    run_grid((p.Lq + tc::kBM - 1) / tc::kBM, p.H, B, tc::kThreads, tc::Smem<DP>::kBytes, [&] { tc::flash_tc_kernel<T, DP, FUSED>(p); });
+  }
 }
 
 template <typename T>
@@ -380,6 +407,13 @@ int main() {
   run_case<__half>("f16", 1, 130, 130, 1, 128, Win{1, 64, 1, 0}, 5);
   run_case<__nv_bfloat16>("bf16", 1, 72, 72, 1, 72, Win{2, 0, 9, 2}, 6); // 8 × 9 grid
   run_case<__nv_bfloat16>("bf16", 1, 96, 96, 1, 40, Win{1, 0, 1, 0}, 7); // w = 0, D padded to 64
+  std::printf("-- SIMT kernel\n");
+  g_simt = true;
+  run_case<float>("f32", 2, 21, 21, 2, 72, Win{0, 0, 1, 0}, 11);
+  run_case<float>("f32", 1, 13, 40, 1, 64, Win{0, 0, 1, 0}, 12); // cross-attention, two key tiles
+  run_case<float>("f32", 1, 70, 70, 1, 100, Win{1, 9, 1, 0}, 13); // D % 8 != 0, window crossing key tiles
+  run_case<__nv_bfloat16>("bf16", 1, 30, 30, 1, 40, Win{2, 0, 5, 1}, 14); // 6 × 5 grid
+  run_case<float>("f32", 1, 9, 9, 1, 256, Win{1, 0, 1, 0}, 15); // D = 256, w = 0
   std::printf("%s: %d failures\n", failures ? "FAILED" : "PASSED", failures);
   return failures ? 1 : 0;
 }
