@@ -4,8 +4,9 @@
 // and the fused full + residual call. Prints GFLOP/s, the ratios and the machine; writes JSON to
 // bench/results/kernels-cpu-attention.json at the repository root.
 //
-// Options: --quick (L=1024 only, fewer repetitions), --threads N, --lengths 1024,4096.
-import { spawnSync } from 'node:child_process';
+// Options: --quick (L=1024 only, fewer rounds), --threads N, --lengths 1024,4096.
+import { spawn, spawnSync } from 'node:child_process';
+import { createInterface } from 'node:readline';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -85,18 +86,6 @@ function random(n, seed) {
   return a;
 }
 
-async function time(fn, reps) {
-  await fn(); // warm-up
-  const times = [];
-  for (let i = 0; i < reps; i++) {
-    const t0 = performance.now();
-    await fn();
-    times.push((performance.now() - t0) / 1000);
-  }
-  times.sort((a, b) => a - b);
-  return { median: times[Math.floor(times.length / 2)], min: times[0], runs: times.length };
-}
-
 function maxDiff(a, b) {
   let m = 0;
   for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
@@ -131,94 +120,125 @@ try {
     const window = { kind: '1d', size: L / 8 };
     const wFlops = windowFlops(B, L, H * D, window);
     const row = { L, B, H, D, flops, window: window.size, windowFlops: wFlops };
-    say(`\nL=${L} (B=${B}, H=${H}, D=${D}; ${(flops / 1e9).toFixed(1)} GFLOP per full call, ${reps} timed runs each, median)`);
+    say(`\nL=${L} (B=${B}, H=${H}, D=${D}; ${(flops / 1e9).toFixed(1)} GFLOP per full call, ${reps} rounds, each contender's fastest round)`);
 
+    // Every contender's call, run round-robin: one call each per round, so background load on a shared
+    // machine hits them alike. Each gets a warm-up call first.
     const out = new Float32Array(n);
-    const ours = { fp32: await time(() => backend.attention(q, k, v, { out: { data: out, shape } }), reps) };
-    const oursOut = out.slice();
+    const bfOut = new Float32Array(n);
+    const residualOut = { data: new Float32Array(n), shape };
+    const hasBf16 = status.computeDtypes.includes('bf16');
+    const contenders = {
+      oursFp32: () => backend.attention(q, k, v, { out: { data: out, shape } }),
+      ...(hasBf16 ? { oursBf16: () => backend.attention(q, k, v, { compute: 'bf16', out: { data: bfOut, shape } }) } : {}),
+      oursWindow: () => backend.windowAttention(q, k, v, window),
+      oursFused: () => backend.fullWithResidual(q, k, v, window, { out: { data: new Float32Array(n), shape }, residualOut }),
+      oursWindowWithResidual: () => backend.windowWithResidual(q, k, v, window, residualOut),
+    };
 
-    let ortResult = null;
+    let session = null;
+    let ortLast = null;
     if (ort) {
-      const session = await ort.InferenceSession.create(multiHeadAttentionModel({ B, L, H, D, scale }), {
+      session = await ort.InferenceSession.create(multiHeadAttentionModel({ B, L, H, D, scale }), {
         intraOpNumThreads: threads,
         interOpNumThreads: 1,
         executionMode: 'sequential',
       });
       const t = (data) => new ort.Tensor('float32', data, [B, L, H * D]);
       const feeds = { query: t(q.data), key: t(k.data), value: t(v.data) };
-      let last = null;
-      const timing = await time(async () => {
-        last = await session.run(feeds);
-      }, reps);
-      ortResult = { fp32: timing, maxAbsDiffVsOurs: maxDiff(last.output.data, oursOut) };
-      await session.release();
+      contenders.ortFp32 = async () => {
+        ortLast = await session.run(feeds);
+      };
     }
 
-    let torchResult = null;
+    let torchProc = null;
+    let torchInfo = null;
+    const torchOut = { fp32: join(work, 'out-fp32.bin'), bf16: join(work, 'out-bf16.bin') };
     if (torchVersion) {
       for (const [name, t] of [['q', q], ['k', k], ['v', v]]) writeFileSync(join(work, `${name}.bin`), t.data);
-      const cfg = {
-        B, L, H, D, scale, threads, reps,
-        dtypes: status.computeDtypes.includes('bf16') ? ['fp32', 'bf16'] : ['fp32', 'bf16'],
-        q: join(work, 'q.bin'), k: join(work, 'k.bin'), v: join(work, 'v.bin'),
-        out: { fp32: join(work, 'out-fp32.bin'), bf16: join(work, 'out-bf16.bin') },
-      };
+      const cfg = { B, L, H, D, scale, threads, q: join(work, 'q.bin'), k: join(work, 'k.bin'), v: join(work, 'v.bin'), out: torchOut };
       writeFileSync(join(work, 'cfg.json'), JSON.stringify(cfg));
-      const r = spawnSync('python3', [join(here, 'torch_sdpa.py'), join(work, 'cfg.json')], { encoding: 'utf8', maxBuffer: 1 << 20 });
-      if (r.status !== 0) {
-        say(`PyTorch run failed: ${r.stderr.trim().split('\n').pop()}`);
-      } else {
-        const parsed = JSON.parse(r.stdout.trim().split('\n').pop());
-        const read = (p) => new Float32Array(readFileSync(p).buffer.slice(0));
-        torchResult = {
-          version: parsed.torch,
-          threads: parsed.threads,
-          fp32: { median: parsed.seconds.fp32 },
-          bf16: { median: parsed.seconds.bf16 },
-          maxAbsDiffVsOurs: { fp32: maxDiff(read(cfg.out.fp32), oursOut) },
-        };
-      }
+      torchProc = spawn('python3', [join(here, 'torch_sdpa.py'), join(work, 'cfg.json')], { stdio: ['pipe', 'pipe', 'inherit'] });
+      const lines = createInterface({ input: torchProc.stdout })[Symbol.asyncIterator]();
+      const ask = async (cmd) => {
+        torchProc.stdin.write(`${cmd}\n`);
+        const { value, done } = await lines.next();
+        if (done) throw new Error('the PyTorch subprocess exited');
+        return Number(value);
+      };
+      const ready = (await lines.next()).value ?? '';
+      const [, version, torchThreads] = ready.split(' ');
+      torchInfo = { version, threads: Number(torchThreads) };
+      // The subprocess measures its own call; the bench adds nothing around it.
+      contenders.torchFp32 = { remote: () => ask('fp32') };
+      contenders.torchBf16 = { remote: () => ask('bf16') };
     }
 
-    // Ours again after the others, so background load hits every contender alike: keep the better median.
-    const again = await time(() => backend.attention(q, k, v, { out: { data: out, shape } }), reps);
-    if (again.median < ours.fp32.median) ours.fp32 = again;
-    if (status.computeDtypes.includes('bf16')) {
-      const bfOut = new Float32Array(n);
-      ours.bf16 = await time(() => backend.attention(q, k, v, { compute: 'bf16', out: { data: bfOut, shape } }), reps);
-      ours.bf16MaxAbsDiffVsFp32 = maxDiff(bfOut, oursOut);
+    const times = Object.fromEntries(Object.keys(contenders).map((key) => [key, []]));
+    const once = async (fn) => {
+      if (typeof fn === 'object') return fn.remote();
+      const t0 = performance.now();
+      await fn();
+      return (performance.now() - t0) / 1000;
+    };
+    for (const fn of Object.values(contenders)) await once(fn); // warm-up
+    for (let round = 0; round < reps; round++) {
+      for (const [key, fn] of Object.entries(contenders)) times[key].push(await once(fn));
     }
-    ours.window = await time(() => backend.windowAttention(q, k, v, window), reps);
-    const residualOut = { data: new Float32Array(n), shape };
-    ours.fused = await time(() => backend.fullWithResidual(q, k, v, window, { out: { data: out, shape }, residualOut }), reps);
-    ours.windowWithResidual = await time(() => backend.windowWithResidual(q, k, v, window, residualOut), reps);
+    const stat = (key) => {
+      const t = [...(times[key] ?? [])].sort((x, y) => x - y);
+      return t.length ? { min: t[0], median: t[Math.floor(t.length / 2)] } : null;
+    };
+    const oursOut = out.slice();
+    let torchResult = null;
+    if (torchProc) {
+      torchProc.stdin.write('quit\n');
+      await new Promise((done) => torchProc.on('close', done));
+      const read = (p) => new Float32Array(readFileSync(p).buffer.slice(0));
+      torchResult = { ...torchInfo, fp32: stat('torchFp32'), bf16: stat('torchBf16'), maxAbsDiffVsOurs: { fp32: maxDiff(read(torchOut.fp32), oursOut) } };
+    }
+    let ortResult = null;
+    if (session) {
+      ortResult = { fp32: stat('ortFp32'), maxAbsDiffVsOurs: maxDiff(ortLast.output.data, oursOut) };
+      await session.release();
+    }
+    // Timings compared below are each contender's fastest round (the least disturbed by other load);
+    // medians are kept in the JSON too.
+    const ours = {
+      fp32: stat('oursFp32'),
+      bf16: stat('oursBf16'),
+      window: stat('oursWindow'),
+      fused: stat('oursFused'),
+      windowWithResidual: stat('oursWindowWithResidual'),
+      bf16MaxAbsDiffVsFp32: hasBf16 ? maxDiff(bfOut, oursOut) : null,
+    };
+    for (const x of [ours.fp32, ours.bf16, ours.window, ours.fused, ours.windowWithResidual, ortResult?.fp32, torchResult?.fp32, torchResult?.bf16]) {
+      if (x) x.best = x.min;
+    }
 
     const gf = (seconds, f = flops) => (seconds ? f / seconds / 1e9 : null);
-    const best = Math.max(gf(ortResult?.fp32.median) ?? 0, gf(torchResult?.fp32.median) ?? 0);
+    const best = Math.max(gf(ortResult?.fp32.best) ?? 0, gf(torchResult?.fp32.best) ?? 0);
     const idealBandRatio = flops / wFlops;
     row.gflops = {
-      oursFp32: gf(ours.fp32.median),
-      oursBf16: gf(ours.bf16?.median),
-      ortFp32: gf(ortResult?.fp32.median),
-      torchFp32: gf(torchResult?.fp32.median),
-      torchBf16: gf(torchResult?.bf16.median),
-      oursWindow: gf(ours.window.median, wFlops),
+      oursFp32: gf(ours.fp32.best),
+      oursBf16: gf(ours.bf16?.best),
+      ortFp32: gf(ortResult?.fp32.best),
+      torchFp32: gf(torchResult?.fp32.best),
+      torchBf16: gf(torchResult?.bf16.best),
+      oursWindow: gf(ours.window.best, wFlops),
     };
-    row.seconds = {
-      ours: Object.fromEntries(Object.entries(ours).filter(([, x]) => typeof x === 'object').map(([key, x]) => [key, x.median])),
-      ort: ortResult ? { fp32: ortResult.fp32.median } : null,
-      torch: torchResult ? { fp32: torchResult.fp32.median, bf16: torchResult.bf16.median } : null,
-    };
+    row.seconds = Object.fromEntries(Object.keys(times).map((key) => [key, stat(key)]));
+    row.roundsPerContender = reps;
     row.ratios = {
-      fp32VsBestOfOrtTorch: best ? gf(ours.fp32.median) / best : null,
-      fp32VsOrt: ortResult ? ortResult.fp32.median / ours.fp32.median : null,
-      fp32VsTorch: torchResult ? torchResult.fp32.median / ours.fp32.median : null,
-      bf16VsTorchBf16: ours.bf16 && torchResult ? torchResult.bf16.median / ours.bf16.median : null,
-      windowSpeedup: ours.fp32.median / ours.window.median,
+      fp32VsBestOfOrtTorch: best ? gf(ours.fp32.best) / best : null,
+      fp32VsOrt: ortResult ? ortResult.fp32.best / ours.fp32.best : null,
+      fp32VsTorch: torchResult ? torchResult.fp32.best / ours.fp32.best : null,
+      bf16VsTorchBf16: ours.bf16 && torchResult ? torchResult.bf16.best / ours.bf16.best : null,
+      windowSpeedup: ours.fp32.best / ours.window.best,
       idealBandRatio,
-      windowVsIdeal: ours.fp32.median / ours.window.median / idealBandRatio,
-      fusedOverFull: ours.fused.median / ours.fp32.median,
-      windowWithResidualOverWindow: ours.windowWithResidual.median / ours.window.median,
+      windowVsIdeal: ours.fp32.best / ours.window.best / idealBandRatio,
+      fusedOverFull: ours.fused.best / ours.fp32.best,
+      windowWithResidualOverWindow: ours.windowWithResidual.best / ours.window.best,
     };
     row.targets = {
       fp32AtLeast1_1xBest: row.ratios.fp32VsBestOfOrtTorch === null ? null : row.ratios.fp32VsBestOfOrtTorch >= 1.1,
@@ -232,6 +252,7 @@ try {
       oursBf16MaxAbsDiffVsFp32: ours.bf16MaxAbsDiffVsFp32 ?? null,
     };
     row.torch = torchResult ? { version: torchResult.version, threads: torchResult.threads } : null;
+    row.ort = ortResult ? { version: ort.env?.versions?.common ?? 'unknown', threads } : null;
     results.push(row);
 
     const f1 = (x) => (x === null || x === undefined ? '   n/a' : x.toFixed(1).padStart(6));
@@ -239,10 +260,10 @@ try {
     say(`  fp32 full   ours ${f1(row.gflops.oursFp32)}  ORT ${f1(row.gflops.ortFp32)}  PyTorch ${f1(row.gflops.torchFp32)} GFLOP/s  -> ours/best ${f2(row.ratios.fp32VsBestOfOrtTorch)}`);
     say(`  bf16 full   ours ${f1(row.gflops.oursBf16)}  PyTorch ${f1(row.gflops.torchBf16)} GFLOP/s  -> ours/PyTorch ${f2(row.ratios.bf16VsTorchBf16)}`);
     say(
-      `  window w=${window.size}: ${(ours.window.median * 1000).toFixed(1)} ms (${f1(row.gflops.oursWindow)} GFLOP/s), speed-up ${f2(row.ratios.windowSpeedup)} of ideal ${f2(idealBandRatio)} -> ${(row.ratios.windowVsIdeal * 100).toFixed(0)}% of ideal`,
+      `  window w=${window.size}: ${(ours.window.best * 1000).toFixed(1)} ms (${f1(row.gflops.oursWindow)} GFLOP/s), speed-up ${f2(row.ratios.windowSpeedup)} of ideal ${f2(idealBandRatio)} -> ${(row.ratios.windowVsIdeal * 100).toFixed(0)}% of ideal`,
     );
-    say(`  fused full+residual: ${(ours.fused.median * 1000).toFixed(1)} ms = ${f2(row.ratios.fusedOverFull)} of full (${(ours.fp32.median * 1000).toFixed(1)} ms)`);
-    say(`  window+residual: ${(ours.windowWithResidual.median * 1000).toFixed(1)} ms = ${f2(row.ratios.windowWithResidualOverWindow)} of window`);
+    say(`  fused full+residual: ${(ours.fused.best * 1000).toFixed(1)} ms = ${f2(row.ratios.fusedOverFull)} of full (${(ours.fp32.best * 1000).toFixed(1)} ms)`);
+    say(`  window+residual: ${(ours.windowWithResidual.best * 1000).toFixed(1)} ms = ${f2(row.ratios.windowWithResidualOverWindow)} of window`);
     say(`  cross-check max |diff| vs ours: ORT ${row.crossCheck.ortMaxAbsDiff?.toExponential(1) ?? 'n/a'}, PyTorch fp32 ${row.crossCheck.torchFp32MaxAbsDiff?.toExponential(1) ?? 'n/a'}`);
   }
 } finally {
@@ -260,7 +281,7 @@ const report = {
   },
   notes: [
     'GFLOP/s count 4·B·L²·H·D per full call and 4·B·pairs·H·D per window call (exact band, clipped edges).',
-    'Medians of timed runs after a warm-up; ours is timed before and after ORT/PyTorch and the better median kept.',
+    'Contenders run round-robin (one call each per round, after a warm-up call each) so background load hits them alike; ratios use each contender\'s fastest round, medians are in `seconds`.',
     'Ours bf16 includes the fp32→bf16 conversion of its inputs; PyTorch bf16 is timed on bf16 tensors.',
   ],
   results,

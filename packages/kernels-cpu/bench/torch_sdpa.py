@@ -1,8 +1,9 @@
 """PyTorch's scaled_dot_product_attention on the bench's own inputs (raw float32 [B, L, H, D] files).
 
-Usage: python3 torch_sdpa.py CONFIG.json. The config names the input files, the sizes, the thread count,
-the dtypes, the repetitions and where to write each output (for a correctness cross-check). Prints one
-JSON line: median seconds per dtype and the torch version.
+Usage: python3 torch_sdpa.py CONFIG.json. Loads the inputs named in the config, then serves the bench
+over stdin/stdout so it can interleave PyTorch's runs with the other contenders': each line `fp32` or
+`bf16` runs one call and answers its seconds; `quit` writes each dtype's last output (for the bench's
+correctness cross-check) and exits. The first line printed is `ready <torch version> <threads>`.
 """
 import json
 import sys
@@ -23,21 +24,25 @@ def main() -> None:
         return torch.from_numpy(np.fromfile(path, dtype=np.float32).reshape(B, L, H, D)).transpose(1, 2)
 
     q, k, v = load(cfg["q"]), load(cfg["k"]), load(cfg["v"])
-    result = {"torch": torch.__version__, "threads": torch.get_num_threads(), "seconds": {}}
-    for dtype_name in cfg["dtypes"]:
-        dtype = torch.float32 if dtype_name == "fp32" else torch.bfloat16
-        qq, kk, vv = (t.to(dtype) for t in (q, k, v))
-        with torch.inference_mode():
+    inputs = {
+        "fp32": (q, k, v),
+        "bf16": tuple(t.to(torch.bfloat16) for t in (q, k, v)),
+    }
+    outputs = {}
+    print(f"ready {torch.__version__} {torch.get_num_threads()}", flush=True)
+    with torch.inference_mode():
+        for line in sys.stdin:
+            cmd = line.strip()
+            if cmd == "quit":
+                break
+            qq, kk, vv = inputs[cmd]
+            t0 = time.perf_counter()
             out = F.scaled_dot_product_attention(qq, kk, vv, scale=cfg["scale"])
-            times = []
-            for _ in range(cfg["reps"]):
-                t0 = time.perf_counter()
-                out = F.scaled_dot_product_attention(qq, kk, vv, scale=cfg["scale"])
-                times.append(time.perf_counter() - t0)
-        times.sort()
-        result["seconds"][dtype_name] = times[len(times) // 2]
-        out.transpose(1, 2).to(torch.float32).contiguous().numpy().tofile(cfg["out"][dtype_name])
-    print(json.dumps(result))
+            seconds = time.perf_counter() - t0
+            outputs[cmd] = out
+            print(f"{seconds:.9f}", flush=True)
+    for name, out in outputs.items():
+        out.transpose(1, 2).to(torch.float32).contiguous().numpy().tofile(cfg["out"][name])
 
 
 if __name__ == "__main__":
