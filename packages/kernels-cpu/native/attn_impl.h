@@ -40,9 +40,9 @@ constexpr int NJ = Simd::NJ;
 constexpr int ND = Simd::ND;
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
-// The fused call keeps the window's sums relative to the full maximum. When a lane's window maximum is
-// this far (log2 units) below the full maximum, those sums could lose terms to underflow, and the tile's
-// window output is recomputed on its own.
+// The fused call computes the window's probabilities relative to the running maximum over all keys. When
+// a lane's window maximum ends this far (log2 units) below the maximum its window sums are based on, those
+// sums may have lost terms to underflow, and the tile's window output is recomputed on its own.
 constexpr float kFusedUnderflowGap = 64.f;
 
 // Local helpers instead of std::min / std::max / std::fill: a template instantiated in several kernel
@@ -588,7 +588,8 @@ void run_tile(const AttnArgs& a, int64_t b, int64_t h, int64_t t) {
     Simd::store(fx + rv * W, accX.factor(rv, m));
     Simd::store(lw + rv * W, accW.l[rv]);
     Simd::store(lx + rv * W, accX.l[rv]);
-    Simd::store(gap + rv * W, Simd::sub(st.m[rv], st.mw[rv]));
+    // The window's sums are relative to accW.ref; its largest term is 2^(mw − ref).
+    Simd::store(gap + rv * W, Simd::sub(accW.ref[rv], st.mw[rv]));
   }
   float* rbase = a.aux + (b * a.Lq * a.H + h) * D;
   bool underflow = false;

@@ -152,18 +152,19 @@ describe.skipIf(!status.available)('native kernels vs the reference backend', ()
   });
 
   it('fused call stays exact when the window scores sit far below the full maximum (underflow fallback)', () => {
-    // Keys outside the 1-token band score ~51 (73 in log2 units) above those inside it: relative to the
-    // full maximum the window's probabilities underflow, and the kernel recomputes the window on its own.
+    // Keys 0..23 score ~115 (165 in log2 units, past fp32's 2^-126) above every other key. For queries
+    // from 26 on they lie outside the 1-token band and come first in the sweep: relative to their maximum
+    // the window's probabilities underflow to zero, so the kernel must notice and recompute the window.
     const L = 64;
     const D = 8;
     const q = { data: new Float32Array(L * D), shape: [1, L, 1, D] };
     const k = { data: new Float32Array(L * D), shape: [1, L, 1, D] };
     const v = randomTensor([1, L, 1, D], rng(17));
     for (let i = 0; i < L; i++) {
-      q.data[i * D] = 12;
+      q.data[i * D] = 18;
       q.data[i * D + 1] = ((i % 5) - 2) * 0.3;
       k.data[i * D + 1] = ((i % 3) - 1) * 0.5;
-      if (i >= 40) k.data[i * D] = 12;
+      if (i < 24) k.data[i * D] = 18;
     }
     const w: WindowSpec = { kind: '1d', size: 1 };
     const full = referenceAttention(q, k, v);
