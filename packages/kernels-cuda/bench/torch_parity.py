@@ -34,7 +34,8 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 F32, BF16, F16 = 0, 1, 2
-PATH_AUTO, PATH_SIMT, PATH_TC = 0, 1, 2
+PATH_AUTO, PATH_SIMT, PATH_TC, PATH_TC_MT1, PATH_TC_MT2 = 0, 1, 2, 3, 4
+PATH_NAMES = ["auto", "simt", "tensor-core", "tc-64-rows", "tc-128-rows"]
 
 
 # --- the fixture generator, mirrored from scripts/make-fixtures.mjs -------------------------------------
@@ -148,15 +149,18 @@ def fixture_parity(lib, results):
         ref["residual"] = ref["full"] - ref["window"]
         D = shape[3]
         for dtype in (F32, BF16, F16):
-            paths = [PATH_SIMT] + ([PATH_TC] if dtype != F32 and D % 8 == 0 and D <= 128 else [])
+            tc_ok = dtype != F32 and D % 8 == 0 and D <= 128
+            paths = [PATH_SIMT] + ([PATH_TC_MT1] if tc_ok else []) + ([PATH_TC_MT2] if tc_ok and D <= 80 else [])
             for path in paths:
                 qd, kd, vd, rd = (x.to(tdt[dtype]) for x in (q, k, v, res))
                 got = {}
                 for op in ("full", "window", "fused", "windowWithResidual"):
                     out = torch.full(shape, float("nan"), device="cuda", dtype=tdt[dtype])
                     full_out = torch.full(shape, float("nan"), device="cuda", dtype=tdt[dtype]) if op == "fused" else None
+                    # the fused call has one m-tile per warp only
+                    op_path = PATH_TC_MT1 if (path == PATH_TC_MT2 and op == "fused") else path
                     lib.attention(qd, kd, vd, out, dtype, case["scale"], window=None if op == "full" else case["window"],
-                                  residual_in=rd if op == "windowWithResidual" else None, full_out=full_out, path=path)
+                                  residual_in=rd if op == "windowWithResidual" else None, full_out=full_out, path=op_path)
                     if op == "fused":
                         got["fused.full"] = full_out.float()
                         got["fused.residual"] = out.float()
@@ -175,7 +179,7 @@ def fixture_parity(lib, results):
                 }
                 passed = all(e <= tol[dtype] for e in errors.values())
                 ok &= passed
-                row = {"case": case["name"], "dtype": ["f32", "bf16", "f16"][dtype], "path": ["auto", "simt", "tensor-core"][path],
+                row = {"case": case["name"], "dtype": ["f32", "bf16", "f16"][dtype], "path": PATH_NAMES[path],
                        "errors": errors, "tolerance": tol[dtype], "passed": passed}
                 results["fixture_parity"].append(row)
                 print(f"  reference {case['name']:7s} {row['dtype']:4s} {row['path']:11s} "
@@ -271,6 +275,22 @@ def torch_parity_and_bench(lib, results, sizes, reps):
             q_, k_, v_ = sets[r % 3]
             lib.attention(q_, k_, v_, out, BF16, scale)
 
+        def ours_full_mt1(r):
+            q_, k_, v_ = sets[r % 3]
+            lib.attention(q_, k_, v_, out, BF16, scale, path=PATH_TC_MT1)
+
+        def ours_full_mt2(r):
+            q_, k_, v_ = sets[r % 3]
+            lib.attention(q_, k_, v_, out, BF16, scale, path=PATH_TC_MT2)
+
+        def ours_window_mt1(r):
+            q_, k_, v_ = sets[r % 3]
+            lib.attention(q_, k_, v_, out, BF16, scale, window={"kind": "1d", "size": w}, path=PATH_TC_MT1)
+
+        def ours_window_mt2(r):
+            q_, k_, v_ = sets[r % 3]
+            lib.attention(q_, k_, v_, out, BF16, scale, window={"kind": "1d", "size": w}, path=PATH_TC_MT2)
+
         def ours_window(r):
             q_, k_, v_ = sets[r % 3]
             lib.attention(q_, k_, v_, out, BF16, scale, window={"kind": "1d", "size": w})
@@ -290,7 +310,9 @@ def torch_parity_and_bench(lib, results, sizes, reps):
 
         t = {}
         for name, fn in (("sdpa_flash", sdpa_flash), ("ours_full", ours_full), ("ours_window", ours_window),
-                         ("ours_full_with_residual", ours_fused), ("ours_window_with_residual", ours_wres)):
+                         ("ours_full_with_residual", ours_fused), ("ours_window_with_residual", ours_wres),
+                         ("variant_full_64_rows", ours_full_mt1), ("variant_full_128_rows", ours_full_mt2),
+                         ("variant_window_64_rows", ours_window_mt1), ("variant_window_128_rows", ours_window_mt2)):
             t[name], _ = median_ms(fn, reps)
         # Time the reference point twice: the spread says what difference is noise.
         t["sdpa_flash_again"], _ = median_ms(sdpa_flash, reps)
@@ -307,7 +329,9 @@ def torch_parity_and_bench(lib, results, sizes, reps):
         print(f"  bench L={L:5d} sdpa={t['sdpa_flash']:.3f}/{t['sdpa_flash_again']:.3f} ms ours={t['ours_full']:.3f} ms "
               f"({row['full_vs_sdpa_throughput']:.2f}x sdpa, {row['tflops']['ours_full']:.0f} TFLOP/s) window={t['ours_window']:.3f} ms "
               f"(speed-up {row['window_speedup']:.2f} of ideal {ideal:.2f} = {row['window_fraction_of_ideal']:.2f}) "
-              f"fused={t['ours_full_with_residual']:.3f} ms wres={t['ours_window_with_residual']:.3f} ms", flush=True)
+              f"fused={t['ours_full_with_residual']:.3f} ms wres={t['ours_window_with_residual']:.3f} ms | full 64/128-row blocks "
+              f"{t['variant_full_64_rows']:.3f}/{t['variant_full_128_rows']:.3f} ms, window {t['variant_window_64_rows']:.3f}/"
+              f"{t['variant_window_128_rows']:.3f} ms", flush=True)
         del sets, out, full_out
         torch.cuda.empty_cache()
     return ok

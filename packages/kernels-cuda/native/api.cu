@@ -99,29 +99,39 @@ int launch_simt(const ditfa::AttnParams& p, int B, cudaStream_t stream, char* er
   return DITFA_OK;
 }
 
-template <typename T, int DP, bool FUSED>
+template <typename T, int DP, int MT, bool FUSED>
 int launch_tc(const ditfa::AttnParams& p, int B, cudaStream_t stream, char* err, size_t errlen) {
-  constexpr int smem = ditfa::tc::Smem<DP>::kBytes;
-  auto kernel = ditfa::tc::flash_tc_kernel<T, DP, FUSED>;
+  using S = ditfa::tc::Smem<DP, MT>;
+  constexpr int smem = S::kBytes;
+  auto kernel = ditfa::tc::flash_tc_kernel<T, DP, MT, FUSED>;
   if (smem > 48 * 1024) DITFA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-  const dim3 grid((p.Lq + ditfa::tc::kBM - 1) / ditfa::tc::kBM, p.H, B);
+  const dim3 grid((p.Lq + S::kRows - 1) / S::kRows, p.H, B);
   kernel<<<grid, ditfa::tc::kThreads, smem, stream>>>(p);
   DITFA_CHECK_LAUNCH("tensor-core attention kernel launch");
   return DITFA_OK;
 }
 
+// Two m-tiles per warp (128-row blocks) for D <= 80 without the fused call's second accumulator, unless a
+// narrow band would make the taller block visit many keys outside it; one m-tile otherwise (registers).
 template <typename T, bool FUSED>
-int launch_tc_d(const ditfa::AttnParams& p, int B, cudaStream_t stream, char* err, size_t errlen) {
-  if (p.D <= 64) return launch_tc<T, 64, FUSED>(p, B, stream, err, errlen);
-  if (p.D <= 80) return launch_tc<T, 80, FUSED>(p, B, stream, err, errlen);
-  return launch_tc<T, 128, FUSED>(p, B, stream, err, errlen);
+int launch_tc_d(const ditfa::AttnParams& p, int B, int mt, cudaStream_t stream, char* err, size_t errlen) {
+  if (p.D > 80) return launch_tc<T, 128, 1, FUSED>(p, B, stream, err, errlen);
+  if constexpr (!FUSED) {
+    if (mt == 0) mt = (p.win.kind == 0 || (p.win.kind == 1 && p.win.size >= 512)) ? 2 : 1;
+    if (mt == 2) {
+      if (p.D <= 64) return launch_tc<T, 64, 2, false>(p, B, stream, err, errlen);
+      return launch_tc<T, 80, 2, false>(p, B, stream, err, errlen);
+    }
+  }
+  if (p.D <= 64) return launch_tc<T, 64, 1, FUSED>(p, B, stream, err, errlen);
+  return launch_tc<T, 80, 1, FUSED>(p, B, stream, err, errlen);
 }
 
 template <bool FUSED>
-int dispatch(const ditfa::AttnParams& p, int B, int dtype, bool tc, cudaStream_t stream, char* err, size_t errlen) {
+int dispatch(const ditfa::AttnParams& p, int B, int dtype, bool tc, int mt, cudaStream_t stream, char* err, size_t errlen) {
   if (tc) {
-    if (dtype == DITFA_BF16) return launch_tc_d<__nv_bfloat16, FUSED>(p, B, stream, err, errlen);
-    return launch_tc_d<__half, FUSED>(p, B, stream, err, errlen);
+    if (dtype == DITFA_BF16) return launch_tc_d<__nv_bfloat16, FUSED>(p, B, mt, stream, err, errlen);
+    return launch_tc_d<__half, FUSED>(p, B, mt, stream, err, errlen);
   }
   if (dtype == DITFA_F32) return launch_simt<float, FUSED>(p, B, stream, err, errlen);
   if (dtype == DITFA_BF16) return launch_simt<__nv_bfloat16, FUSED>(p, B, stream, err, errlen);
@@ -276,15 +286,20 @@ int ditfa_cuda_attention(const DitfaAttnArgs* a, char* err, size_t errlen) {
   p.win.radius = static_cast<int>(w.kind == 2 ? (w.radius < w.rows + w.cols ? w.radius : w.rows + w.cols) : 0);
 
   const bool tc_ok = a->dtype != DITFA_F32 && a->D % 8 == 0 && a->D <= 128 && aligned16(a->q) && aligned16(a->k) && aligned16(a->v);
-  if (a->path == 2 && !tc_ok) {
+  if (a->path < 0 || a->path > 4) return fail(err, errlen, DITFA_ERR_INVALID, "attention: unknown path %d", a->path);
+  if (a->path >= 2 && !tc_ok) {
     return fail(err, errlen, DITFA_ERR_UNSUPPORTED,
                 "attention: the tensor-core kernel needs bf16/f16 storage, D %% 8 == 0, D <= 128 and 16-byte aligned q/k/v (dtype %d, D %lld)",
                 a->dtype, static_cast<long long>(a->D));
   }
+  if (a->path == 4 && (fused || a->D > 80)) {
+    return fail(err, errlen, DITFA_ERR_UNSUPPORTED, "attention: two m-tiles per warp (path 4) need D <= 80 and no fused call");
+  }
   const bool tc = tc_ok && a->path != 1;
+  const int mt = a->path == 3 ? 1 : a->path == 4 ? 2 : 0;
   cudaStream_t stream = static_cast<cudaStream_t>(a->stream);
   const int B = static_cast<int>(a->B);
-  return fused ? dispatch<true>(p, B, a->dtype, tc, stream, err, errlen) : dispatch<false>(p, B, a->dtype, tc, stream, err, errlen);
+  return fused ? dispatch<true>(p, B, a->dtype, tc, mt, stream, err, errlen) : dispatch<false>(p, B, a->dtype, tc, mt, stream, err, errlen);
 }
 
 int ditfa_cuda_synchronize(char* err, size_t errlen) {

@@ -66,7 +66,9 @@ struct DitfaAttnArgs {
   float scale;
   struct DitfaWindow window;
   // 0: pick (tensor cores for bf16/f16 when D % 8 == 0 and D <= 128, else the SIMT kernel);
-  // 1: force the SIMT kernel (any dtype, D <= 256); 2: force tensor cores (error when unsupported).
+  // 1: force the SIMT kernel (any dtype, D <= 256); 2: force tensor cores (error when unsupported);
+  // 3: tensor cores, one 16-row m-tile per warp (64-row blocks); 4: tensor cores, two m-tiles per warp
+  // (128-row blocks; D <= 80, not the fused call). 2 picks between 3 and 4.
   int32_t path;
   void* stream; // cudaStream_t; NULL = the library's stream
 };

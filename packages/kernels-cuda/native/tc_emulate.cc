@@ -245,6 +245,8 @@ void run_grid(int gx, int H, int B, int threads, size_t smem_bytes, K kernel) {
 
 bool g_simt = false; // run_case: emulate the SIMT kernel instead of the tensor-core one
 
+int g_mt = 1; // m-tiles per warp of the tensor-core kernel
+
 template <typename T, int DP, bool FUSED>
 void launch(const ditfa::AttnParams& p, int B) {
   using namespace ditfa;
@@ -252,7 +254,13 @@ void launch(const ditfa::AttnParams& p, int B) {
     run_grid((p.Lq + simt::kRows - 1) / simt::kRows, p.H, B, simt::kThreads, simt::smem_bytes(p.D),
              [&] { simt::flash_simt_kernel<T, FUSED>(p); });
   } else if constexpr (!std::is_same_v<T, float>) {
-    run_grid((p.Lq + tc::kBM - 1) / tc::kBM, p.H, B, tc::kThreads, tc::Smem<DP>::kBytes, [&] { tc::flash_tc_kernel<T, DP, FUSED>(p); });
+    if (g_mt == 2 && DP <= 80 && !FUSED) {
+      using S = tc::Smem<DP, 2>;
+      run_grid((p.Lq + S::kRows - 1) / S::kRows, p.H, B, tc::kThreads, S::kBytes, [&] { tc::flash_tc_kernel<T, DP, 2, FUSED>(p); });
+    } else {
+      using S = tc::Smem<DP, 1>;
+      run_grid((p.Lq + S::kRows - 1) / S::kRows, p.H, B, tc::kThreads, S::kBytes, [&] { tc::flash_tc_kernel<T, DP, 1, FUSED>(p); });
+    }
   }
 }
 
@@ -407,6 +415,11 @@ int main() {
   run_case<__half>("f16", 1, 130, 130, 1, 128, Win{1, 64, 1, 0}, 5);
   run_case<__nv_bfloat16>("bf16", 1, 72, 72, 1, 72, Win{2, 0, 9, 2}, 6); // 8 × 9 grid
   run_case<__nv_bfloat16>("bf16", 1, 96, 96, 1, 40, Win{1, 0, 1, 0}, 7); // w = 0, D padded to 64
+  std::printf("-- tensor-core kernel, two m-tiles per warp (fused calls stay at one)\n");
+  g_mt = 2;
+  run_case<__nv_bfloat16>("bf16", 2, 67, 67, 2, 64, Win{0, 0, 1, 0}, 21);
+  run_case<__half>("f16", 1, 200, 200, 2, 72, Win{1, 40, 1, 0}, 22); // 128-row blocks: partial last block
+  run_case<__nv_bfloat16>("bf16", 1, 130, 150, 1, 72, Win{0, 0, 1, 0}, 23); // cross-attention
   std::printf("-- SIMT kernel\n");
   g_simt = true;
   run_case<float>("f32", 2, 21, 21, 2, 72, Win{0, 0, 1, 0}, 11);

@@ -13,8 +13,11 @@ import { fileURLToPath } from 'node:url';
 export const NativeDtype = { f32: 0, bf16: 1, f16: 2 } as const;
 export type NativeDtype = (typeof NativeDtype)[keyof typeof NativeDtype];
 
-/** Kernel selection: 0 picks (tensor cores for bf16/f16 with D % 8 == 0 and D <= 128), 1 SIMT, 2 tensor cores. */
-export const KernelPath = { auto: 0, simt: 1, tensorCore: 2 } as const;
+/**
+ * Kernel selection: 0 picks (tensor cores for bf16/f16 with D % 8 == 0 and D <= 128), 1 SIMT, 2 tensor
+ * cores (picking the block height), 3 tensor cores with 64-row blocks, 4 with 128-row blocks (D <= 80).
+ */
+export const KernelPath = { auto: 0, simt: 1, tensorCore: 2, tensorCore64Rows: 3, tensorCore128Rows: 4 } as const;
 export type KernelPath = (typeof KernelPath)[keyof typeof KernelPath];
 
 export interface NativeProbe {
