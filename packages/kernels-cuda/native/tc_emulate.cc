@@ -1,5 +1,5 @@
 // Runs the kernels' own code (flash_tc.cuh, flash_simt.cuh) on the host, to check its indexing, pipeline,
-// masking and softmax without a GPU. Each block's 128 threads are std::threads; __syncthreads, warp
+// masking and softmax without a GPU. Each block's threads are std::threads; __syncthreads, warp
 // shuffles, ldmatrix, mma.sync and cp.async are emulated from their PTX definitions:
 // - cp.async copies are deferred until the cp.async.wait_group that covers them (a missing wait or
 //   barrier then reads stale shared memory);
