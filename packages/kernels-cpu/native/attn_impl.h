@@ -225,7 +225,7 @@ struct KV {
 #if !defined(DITFA_BF16)
 // st[jj][lane] = Σ_d k[j0 + jj][d] · qt[d][lane] for a block of J keys (J ≤ NJ).
 template <int J>
-inline void qk_block(const float* qt, const float* kp, int64_t ks, int64_t D, float* st) {
+inline void qk_block(const float* qt, const float* kp, int64_t ks, int64_t D, float* st, F* cmax) {
   F acc[J][NRV];
   for (int jj = 0; jj < J; jj++)
     for (int rv = 0; rv < NRV; rv++) acc[jj][rv] = Simd::zero();
@@ -237,22 +237,26 @@ inline void qk_block(const float* qt, const float* kp, int64_t ks, int64_t D, fl
       for (int rv = 0; rv < NRV; rv++) acc[jj][rv] = Simd::fma(kb, qv[rv], acc[jj][rv]);
     }
   }
-  for (int jj = 0; jj < J; jj++)
-    for (int rv = 0; rv < NRV; rv++) Simd::store(st + jj * BR + rv * W, acc[jj][rv]);
-}
-
-template <int J>
-inline void qk_tail(int rem, const float* qt, const float* kp, int64_t ks, int64_t D, float* st) {
-  if constexpr (J > 0) {
-    if (rem == J) return qk_block<J>(qt, kp, ks, D, st);
-    qk_tail<J - 1>(rem, qt, kp, ks, D, st);
+  for (int jj = 0; jj < J; jj++) {
+    for (int rv = 0; rv < NRV; rv++) {
+      Simd::store(st + jj * BR + rv * W, acc[jj][rv]);
+      cmax[rv] = Simd::max(cmax[rv], acc[jj][rv]);
+    }
   }
 }
 
-void qk_f32(const float* qt, const float* kp, int64_t ks, int64_t D, int nk, float* st) {
+template <int J>
+inline void qk_tail(int rem, const float* qt, const float* kp, int64_t ks, int64_t D, float* st, F* cmax) {
+  if constexpr (J > 0) {
+    if (rem == J) return qk_block<J>(qt, kp, ks, D, st, cmax);
+    qk_tail<J - 1>(rem, qt, kp, ks, D, st, cmax);
+  }
+}
+
+void qk_f32(const float* qt, const float* kp, int64_t ks, int64_t D, int nk, float* st, F* cmax) {
   int j = 0;
-  for (; j + NJ <= nk; j += NJ) qk_block<NJ>(qt, kp + j * ks, ks, D, st + j * BR);
-  if (j < nk) qk_tail<NJ - 1>(nk - j, qt, kp + j * ks, ks, D, st + j * BR);
+  for (; j + NJ <= nk; j += NJ) qk_block<NJ>(qt, kp + j * ks, ks, D, st + j * BR, cmax);
+  if (j < nk) qk_tail<NJ - 1>(nk - j, qt, kp + j * ks, ks, D, st + j * BR, cmax);
 }
 
 // ot[d][lane] = ot[d][lane]·fac[lane] + Σ_j v[j][d] · pt[j][lane] for K channels d0..d0+K.
@@ -308,7 +312,7 @@ inline int64_t d2_of(int64_t D) { return (D + 1) / 2; }
 inline int64_t pairs_of(int64_t L) { return L / 2 + 1; }
 
 template <int J>
-inline void qk_block_bf16(const uint32_t* qt, const uint32_t* kp, int64_t D2, uint32_t* /*unused*/, float* st) {
+inline void qk_block_bf16(const uint32_t* qt, const uint32_t* kp, int64_t D2, float* st, F* cmax) {
   F acc[J][NRV];
   for (int jj = 0; jj < J; jj++)
     for (int rv = 0; rv < NRV; rv++) acc[jj][rv] = Simd::zero();
@@ -320,15 +324,19 @@ inline void qk_block_bf16(const uint32_t* qt, const uint32_t* kp, int64_t D2, ui
       for (int rv = 0; rv < NRV; rv++) acc[jj][rv] = _mm512_dpbf16_ps(acc[jj][rv], qv[rv], kb);
     }
   }
-  for (int jj = 0; jj < J; jj++)
-    for (int rv = 0; rv < NRV; rv++) Simd::store(st + jj * BR + rv * W, acc[jj][rv]);
+  for (int jj = 0; jj < J; jj++) {
+    for (int rv = 0; rv < NRV; rv++) {
+      Simd::store(st + jj * BR + rv * W, acc[jj][rv]);
+      cmax[rv] = Simd::max(cmax[rv], acc[jj][rv]);
+    }
+  }
 }
 
 template <int J>
-inline void qk_tail_bf16(int rem, const uint32_t* qt, const uint32_t* kp, int64_t D2, float* st) {
+inline void qk_tail_bf16(int rem, const uint32_t* qt, const uint32_t* kp, int64_t D2, float* st, F* cmax) {
   if constexpr (J > 0) {
-    if (rem == J) return qk_block_bf16<J>(qt, kp, D2, nullptr, st);
-    qk_tail_bf16<J - 1>(rem, qt, kp, D2, st);
+    if (rem == J) return qk_block_bf16<J>(qt, kp, D2, st, cmax);
+    qk_tail_bf16<J - 1>(rem, qt, kp, D2, st, cmax);
   }
 }
 
@@ -383,17 +391,17 @@ size_t prep_bytes_k(const AttnArgs& a) { return static_cast<size_t>(a.B * a.H * 
 size_t prep_bytes_v(const AttnArgs& a) { return static_cast<size_t>(a.B * a.H * 2 * pairs_of(a.Lkv) * a.D) * 4; }
 #endif
 
-// Scores of keys [j0, j0 + nk) for every lane: st[j][lane].
-void qk(const float* qt, const KV& kv, int64_t j0, int nk, float* st) {
+// Scores of keys [j0, j0 + nk) for every lane: st[j][lane]; cmax gets their maximum per lane.
+void qk(const float* qt, const KV& kv, int64_t j0, int nk, float* st, F* cmax) {
 #if defined(DITFA_BF16)
   const uint32_t* qt2 = reinterpret_cast<const uint32_t*>(qt);
   const int64_t D2 = d2_of(kv.D);
   const uint32_t* kp = kv.kb + j0 * D2;
   int j = 0;
-  for (; j + NJ <= nk; j += NJ) qk_block_bf16<NJ>(qt2, kp + j * D2, D2, nullptr, st + j * BR);
-  if (j < nk) qk_tail_bf16<NJ - 1>(nk - j, qt2, kp + j * D2, D2, st + j * BR);
+  for (; j + NJ <= nk; j += NJ) qk_block_bf16<NJ>(qt2, kp + j * D2, D2, st + j * BR, cmax);
+  if (j < nk) qk_tail_bf16<NJ - 1>(nk - j, qt2, kp + j * D2, D2, st + j * BR, cmax);
 #else
-  qk_f32(qt, kv.k + j0 * kv.stride, kv.stride, kv.D, nk, st);
+  qk_f32(qt, kv.k + j0 * kv.stride, kv.stride, kv.D, nk, st, cmax);
 #endif
 }
 
@@ -456,14 +464,17 @@ struct State {
 
 // Processes keys [j0, j0 + nk) of class `cls` for one tile.
 void chunk(const AttnArgs& a, const Tile& tile, Scratch& s, State& st, Acc& accW, Acc* accX, const KV& kv, int64_t j0, int nk, Cls cls) {
-  qk(s.qt, kv, j0, nk, s.st);
   const bool fused = accX != nullptr;
   const bool masked = cls == kMixed;
-  // Pass 1: maxima (masked entries are excluded from the window's maximum, and from everything in
-  // plain window attention).
   F cmax[NRV], wmax[NRV];
   for (int rv = 0; rv < NRV; rv++) cmax[rv] = wmax[rv] = Simd::set1(kNegInf);
-  for (int j = 0; j < nk; j++) {
+  qk(s.qt, kv, j0, nk, s.st, cmax);
+  // Masked chunks: maxima again, without the masked entries (they are excluded from the window's
+  // maximum, and from everything in plain window attention).
+  if (masked) {
+    for (int rv = 0; rv < NRV; rv++) cmax[rv] = Simd::set1(kNegInf);
+  }
+  for (int j = 0; masked && j < nk; j++) {
     for (int rv = 0; rv < NRV; rv++) {
       F x = Simd::load(s.st + j * BR + rv * W);
       if (masked) {
