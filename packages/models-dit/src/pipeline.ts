@@ -1,5 +1,7 @@
 import {
+  type AttentionShape,
   type AttentionStrategy,
+  type CacheProvider,
   BackendUnavailableError,
   type CacheEvent,
   CacheManager,
@@ -33,7 +35,7 @@ import {
 import { encodePng, tensorToImages } from '@ditfa/image';
 import { type OrtSession, createSession, loadOrt } from '@ditfa/ort-graph';
 import { type SamplerKind, createRng, createSampler, guide, splitLearnedSigma } from '@ditfa/samplers';
-import type { Condition, DitCondition, PixartCondition, TransformerModel } from './model.js';
+import type { Condition, DitCondition, PixartCondition, StepState, TransformerModel } from './model.js';
 import { ModelDisposedError } from './errors.js';
 
 /**
@@ -134,6 +136,20 @@ export interface GenerateResult {
   readonly png?: readonly Uint8Array[];
   readonly timings: { readonly attentionMs: number; readonly otherMs: number; readonly decodeMs: number };
   readonly cache: ReturnType<CacheManager['stats']>;
+}
+
+/** `@ditfa/planner`'s `CalibrationTarget`, restated structurally so this package does not depend on the planner. */
+export interface CalibrationTargetLike<H> {
+  readonly numBlocks: number;
+  readonly numSteps: number;
+  readonly fingerprint: PlanFingerprint;
+  readonly strategies: StrategyLookup;
+  attentionShape(block: number): AttentionShape;
+  begin(): Promise<{ readonly cache: CacheManager }>;
+  embed(step: number): Promise<H>;
+  runBlocks(hidden: H, from: number, to: number, run: { readonly step: number; readonly methodFor: (block: number) => string; readonly plan: PlanView; readonly cache: CacheProvider }): Promise<H>;
+  output(hidden: H, step: number): Promise<Tensor>;
+  advance(step: number, output: Tensor): Promise<void>;
 }
 
 export class Pipeline {
@@ -328,6 +344,76 @@ export class Pipeline {
     const sample = out.sample;
     if (!sample) throw new InvalidArgumentError(`Expected the VAE decoder to output "sample" but it outputs ${session.outputNames.join(', ')}`);
     return tensor(sample.data as Float32Array, sample.dims);
+  }
+
+  /**
+   * The calibration generation of the planner (`@ditfa/planner`'s `CalibrationTarget`, structurally):
+   * the same sampling loop as {@link generate}, driven step by step, with block-level forwards on
+   * immutable {@link StepState}s so trials can start from a stored prefix. Guidance must be on
+   * (`guidanceScale > 1`) for ASC candidates to mean anything; the plan's fingerprint is this
+   * generation's.
+   */
+  calibrationTarget(options: GenerateOptions): CalibrationTargetLike<StepState> {
+    if (this.#disposed) throw new ModelDisposedError('pipeline');
+    const c = this.model.config;
+    const model = this.model;
+    expectInteger('seed', options.seed, 0);
+    const steps = expectInteger('steps', options.steps, 1);
+    const scale = options.guidanceScale ?? 1;
+    expectFinite('guidanceScale', scale);
+    const cfg = scale > 1;
+    const layout: CfgLayout | null = cfg ? { order: model.cfgOrder } : null;
+    const { height, width } = this.#latentSize(options as FingerprintOptions);
+    const fingerprint = this.fingerprint(options as FingerprintOptions);
+    const { cond, n } = this.#condition(options, cfg);
+    const sampler = createSampler({ kind: options.sampler ?? 'dpmpp-2m', steps });
+    const strategies = this.#strategies;
+    const cache = this.#cache;
+    const grid = model.tokenGrid(height, width);
+    let x: Tensor | null = null;
+    let rng = createRng(options.seed);
+    let backend: KernelBackend | null = null;
+    const guideOut = (output: Tensor): Tensor => (layout ? guide(output, { order: layout.order, scale, channels: options.guidanceChannels ?? 'all' }) : output);
+    return {
+      numBlocks: model.numBlocks,
+      numSteps: steps,
+      fingerprint,
+      strategies,
+      attentionShape: () => ({ batch: cfg ? 2 * n : n, tokens: grid.tokens, channels: c.hiddenSize, cfg, window: fingerprint.window }),
+      begin: async () => {
+        backend = await this.backend();
+        rng = createRng(options.seed);
+        sampler.reset();
+        x = rng.randn([n, c.inChannels, height, width]);
+        if (sampler.initNoiseSigma !== 1) x = tensor(x.data.map((v) => v * sampler.initNoiseSigma), x.shape);
+        cache.reset();
+        return { cache };
+      },
+      embed: async (step) => {
+        if (!x) throw new InvalidArgumentError('Expected begin() before embed()');
+        return model.embed(cfg ? concatBatch([x, x]) : x, sampler.timesteps[step]!, cond);
+      },
+      runBlocks: (hidden, from, to, run) =>
+        model.runBlocks(hidden, from, to, {
+          step: run.step,
+          methodFor: run.methodFor,
+          plan: run.plan,
+          cache: run.cache,
+          strategies,
+          backend: backend ?? createReferenceBackend(),
+          cfg: layout,
+          window: fingerprint.window,
+          compute: this.#options.compute ?? 'fp32',
+          onEvent: (e) => this.#options.onEvent?.(e),
+        }),
+      output: async (hidden) => (await model.output(hidden)).output,
+      advance: async (step, output) => {
+        if (!x) throw new InvalidArgumentError('Expected begin() before advance()');
+        const guided = guideOut(output);
+        const modelOut = sampler.modelOutput === 'eps' && c.learnSigma ? splitLearnedSigma(guided).eps : guided;
+        x = sampler.step(modelOut, step, x, sampler.needsNoise(step) ? rng.randn(x.shape) : undefined);
+      },
+    };
   }
 
   /** Releases the VAE session, the caches and (when owned) the model's sessions. */
