@@ -115,7 +115,7 @@ try {
     const q = { data: random(n, 1 + L), shape };
     const k = { data: random(n, 2 + L), shape };
     const v = { data: random(n, 3 + L), shape };
-    const reps = quick ? 3 : L >= 4096 ? 3 : 7;
+    const reps = quick ? 3 : L >= 4096 ? 5 : 9;
     const flops = attentionFlops(B, L, L, H * D);
     const window = { kind: '1d', size: L / 8 };
     const wFlops = windowFlops(B, L, H * D, window);
@@ -182,9 +182,14 @@ try {
       return (performance.now() - t0) / 1000;
     };
     for (const fn of Object.values(contenders)) await once(fn); // warm-up
+    // The FMA peak is measured in every round too: on a shared machine it tells how much of the CPU the
+    // contenders actually had.
+    const peaks = [];
     for (let round = 0; round < reps; round++) {
+      peaks.push(native.fmaPeak(300));
       for (const [key, fn] of Object.entries(contenders)) times[key].push(await once(fn));
     }
+    row.fmaPeakGflopsPerRound = peaks.map((x) => Number(x.toFixed(1)));
     const stat = (key) => {
       const t = [...(times[key] ?? [])].sort((x, y) => x - y);
       return t.length ? { min: t[0], median: t[Math.floor(t.length / 2)] } : null;
@@ -226,7 +231,9 @@ try {
       torchFp32: gf(torchResult?.fp32.best),
       torchBf16: gf(torchResult?.bf16.best),
       oursWindow: gf(ours.window.best, wFlops),
+      fmaPeakBestRound: Math.max(...peaks),
     };
+    row.oursFp32OfPeak = row.gflops.oursFp32 / row.gflops.fmaPeakBestRound;
     row.seconds = Object.fromEntries(Object.keys(times).map((key) => [key, stat(key)]));
     row.roundsPerContender = reps;
     row.ratios = {
@@ -258,6 +265,7 @@ try {
     const f1 = (x) => (x === null || x === undefined ? '   n/a' : x.toFixed(1).padStart(6));
     const f2 = (x) => (x === null || x === undefined ? 'n/a' : `${x.toFixed(2)}x`);
     say(`  fp32 full   ours ${f1(row.gflops.oursFp32)}  ORT ${f1(row.gflops.ortFp32)}  PyTorch ${f1(row.gflops.torchFp32)} GFLOP/s  -> ours/best ${f2(row.ratios.fp32VsBestOfOrtTorch)}`);
+    say(`  (ours fp32 = ${(row.oursFp32OfPeak * 100).toFixed(0)}% of the best round's FMA peak ${row.gflops.fmaPeakBestRound.toFixed(1)} GFLOP/s)`);
     say(`  bf16 full   ours ${f1(row.gflops.oursBf16)}  PyTorch ${f1(row.gflops.torchBf16)} GFLOP/s  -> ours/PyTorch ${f2(row.ratios.bf16VsTorchBf16)}`);
     say(
       `  window w=${window.size}: ${(ours.window.best * 1000).toFixed(1)} ms (${f1(row.gflops.oursWindow)} GFLOP/s), speed-up ${f2(row.ratios.windowSpeedup)} of ideal ${f2(idealBandRatio)} -> ${(row.ratios.windowVsIdeal * 100).toFixed(0)}% of ideal`,
