@@ -49,6 +49,10 @@ const cases: Case[] = [
   { B: 1, L: 257, H: 1, D: 72, windows: oneD(257) },
   // L = 1024 (the reference's slow end)
   { B: 1, L: 1024, H: 1, D: 72, windows: [0, 5, 128, 1024].map((size) => ({ kind: '1d', size }) as const) },
+  // head sizes at the edges: 1, odd, and the largest accepted
+  { B: 2, L: 33, H: 1, D: 1, windows: oneD(33) },
+  { B: 1, L: 17, H: 3, D: 255, windows: oneD(17) },
+  { B: 1, L: 40, H: 2, D: 256, windows: oneD(40) },
   // 2-D grids with odd sides, radius 0, small, and covering the grid
   { B: 2, L: 63, H: 3, D: 32, windows: [0, 1, 2, 8].map((radius) => ({ kind: '2d', rows: 7, cols: 9, radius }) as const) },
   { B: 1, L: 65, H: 16, D: 72, windows: [1, 3, 12].map((radius) => ({ kind: '2d', rows: 13, cols: 5, radius }) as const) },
