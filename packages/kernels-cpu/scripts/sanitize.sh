@@ -12,7 +12,8 @@ ln -s "$pkg/node_modules" "$work/node_modules"
 DITFA_SANITIZE=1 node "$pkg/scripts/build-native.mjs" --strict --dir "$work" > "$work/build.log" 2>&1 || { cat "$work/build.log"; exit 1; }
 
 addon="$work/build/Release/ditfa_kernels_cpu.node"
-if ! nm -D "$addon" | grep -q '__asan_init' || ! nm -D "$addon" | grep -q '__ubsan_handle'; then
+symbols="$(nm -D "$addon")"
+if ! grep -q '__asan_report' <<<"$symbols" || ! grep -q '__ubsan_handle' <<<"$symbols"; then
   echo "sanitize: $addon is not instrumented with ASan + UBSan" >&2
   exit 1
 fi
