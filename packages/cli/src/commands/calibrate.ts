@@ -1,0 +1,61 @@
+import { writeFile } from 'node:fs/promises';
+import { serializePlan, type PlanDocument } from '@ditfa/core';
+import { explain, resolveThreshold, searchPlan, type CalibrationTarget } from '@ditfa/planner';
+import { createRng } from '@ditfa/samplers';
+import { UsageError } from '../errors.js';
+import type { Output } from '../output.js';
+import type { Progress } from '../progress.js';
+import { openPipeline, samplerKind } from '../session.js';
+
+export interface CalibrateOptions {
+  readonly model: string;
+  readonly threshold: string;
+  readonly steps: number;
+  readonly sampler: string;
+  readonly guidance: number;
+  readonly calib: number;
+  readonly seed: number;
+  readonly window?: number;
+  readonly threads?: number;
+  readonly out: string;
+  readonly mode?: 'prefix' | 'naive';
+}
+
+/** Class labels of the calibration batch: drawn from the seed, like the reference code's random labels. */
+export function calibrationLabels(n: number, classes: number, seed: number): number[] {
+  const rng = createRng(seed);
+  return Array.from({ length: n }, () => Math.min(classes - 1, Math.floor(rng.uniform() * classes)));
+}
+
+/** Runs the plan search on a model directory and returns the plan (also written to `options.out`). */
+export async function calibrate(options: CalibrateOptions, out: Output, progress: Progress, signal?: AbortSignal): Promise<PlanDocument> {
+  const threshold = resolveThreshold(options.threshold);
+  const pipe = await openPipeline(options.model, { ...(options.threads ? { threads: options.threads } : {}), ...(options.window === undefined ? {} : { window: options.window }) });
+  try {
+    const config = pipe.model.config;
+    if (config.family !== 'dit') {
+      throw new UsageError('Calibration from the command line supports class-conditional DiT models; for PixArt-Σ call the planner with caption embeddings from code');
+    }
+    const classLabels = calibrationLabels(options.calib, config.numClasses, options.seed);
+    const target = pipe.calibrationTarget({ classLabels, seed: options.seed, steps: options.steps, guidanceScale: options.guidance, sampler: samplerKind(options.sampler) });
+    const total = options.steps * pipe.model.numBlocks;
+    progress.start(total, `calibrating ${threshold.name ?? `δ=${threshold.delta}`}`);
+    const plan = await searchPlan(target as CalibrationTarget<unknown>, {
+      threshold: options.threshold,
+      mode: options.mode ?? 'prefix',
+      generator: 'ditfa calibrate',
+      ...(signal ? { signal } : {}),
+      onProgress: (e) => {
+        if (e.type === 'block-decided') progress.update(e.step * pipe.model.numBlocks + e.block + 1, `step ${e.step} block ${e.block}: ${e.method}`);
+        if (e.type === 'step-done' && e.step === 0) progress.update(pipe.model.numBlocks, 'step 0: full');
+      },
+    });
+    progress.stop();
+    await writeFile(options.out, serializePlan(plan));
+    out.result({ out: options.out, threshold: plan.threshold, totals: plan.totals, fingerprint: plan.fingerprint }, () => `${explain(plan)}plan written to ${options.out}\n`);
+    return plan;
+  } finally {
+    progress.stop();
+    await pipe.dispose();
+  }
+}

@@ -1,0 +1,145 @@
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { diffFingerprints, parsePlan, type PlanDocument, type PlanFingerprint } from '@ditfa/core';
+import { THRESHOLDS, planHeatmapPng, type ThresholdName } from '@ditfa/planner';
+import { Judge } from '@ditfa/quality';
+import type { Output } from '../output.js';
+import type { Progress } from '../progress.js';
+import { openPipeline, bundledModelDir } from '../session.js';
+import { calibrate } from './calibrate.js';
+import { defaultClasses, findJudgeFiles, judgeApplies, measure, type RunMeasure } from './bench.js';
+import { buildRequest, writeGrid } from './generate.js';
+
+export interface DemoOptions {
+  readonly model?: string;
+  readonly out: string;
+  readonly steps: number;
+  readonly samples: number;
+  readonly seed: number;
+  readonly guidance: number;
+  readonly calib: number;
+  readonly levels: ThresholdName[];
+  readonly recalibrate: boolean;
+  readonly threads?: number;
+}
+
+interface Row {
+  readonly level: string;
+  readonly delta: number | null;
+  readonly planSource: 'shipped' | 'cached' | 'calibrated' | null;
+  readonly measure: RunMeasure;
+  readonly grid: string;
+  readonly heatmap: string | null;
+}
+
+const pct = (x: number): string => `${(100 * x).toFixed(1)} %`;
+
+/**
+ * `ditfa demo`: the paper's Table 1 on our model. Plans for D1..D6 (shipped beside the model when their
+ * fingerprint matches this run, else calibrated and cached under the output folder), the same seeds raw
+ * and under each plan, and a report (Markdown + JSON) with sample grids and plan heatmaps.
+ */
+export async function demo(o: DemoOptions, out: Output, progress: Progress): Promise<void> {
+  const modelDir = o.model ?? bundledModelDir();
+  await mkdir(path.join(o.out, 'plans'), { recursive: true });
+  const started = performance.now();
+  const pipe = await openPipeline(modelDir, o.threads ? { threads: o.threads } : {});
+  const judgeFiles = judgeApplies(pipe) ? findJudgeFiles(modelDir) : null;
+  const judge = judgeFiles ? await Judge.create(judgeFiles) : null;
+  const rows: Row[] = [];
+  let backendName = 'unknown';
+  try {
+    backendName = (await pipe.backend()).name;
+    const request = buildRequest(pipe, { class: defaultClasses(pipe, o.samples), seed: o.seed, steps: o.steps, guidance: o.guidance, batch: o.samples, sampler: 'dpm++' });
+    const expected = pipe.fingerprint({ steps: o.steps, guidanceScale: o.guidance, sampler: 'dpmpp-2m' });
+    out.note(`model ${modelDir}: ${pipe.model.architecture}, backend ${backendName}`);
+    await pipe.generate({ ...request, steps: 2 }); // warm-up
+
+    const raw = await measure(pipe, request, null, null, judge, progress, 'raw');
+    await writeGrid(raw.result, path.join(o.out, 'raw.png'));
+    rows.push({ level: 'raw', delta: null, planSource: null, measure: raw.measure, grid: 'raw.png', heatmap: null });
+
+    for (const level of o.levels) {
+      const { plan, source } = await planFor(level, modelDir, o, expected, out, progress);
+      const run = await measure(pipe, request, plan, raw.result, judge, progress, level);
+      const grid = `${level}.png`;
+      await writeGrid(run.result, path.join(o.out, grid));
+      const heatmap = `${level}-plan.png`;
+      await writeFile(path.join(o.out, heatmap), planHeatmapPng(plan));
+      rows.push({ level, delta: plan.threshold.delta, planSource: source, measure: run.measure, grid, heatmap });
+    }
+  } finally {
+    progress.stop();
+    await judge?.dispose();
+    await pipe.dispose();
+  }
+  const machine = { cpu: os.cpus()[0]?.model ?? 'unknown', cores: os.cpus().length, node: process.version, backend: backendName };
+  const report = { model: modelDir, steps: o.steps, samples: o.samples, seed: o.seed, guidance: o.guidance, machine, seconds: (performance.now() - started) / 1000, rows };
+  await writeFile(path.join(o.out, 'report.json'), `${JSON.stringify(report, null, 2)}\n`);
+  await writeFile(path.join(o.out, 'report.md'), markdown(report, rows, judge !== null));
+  out.result(report, () => `${markdown(report, rows, judge !== null)}\nreport: ${path.join(o.out, 'report.md')} (and report.json, sample grids, plan heatmaps in ${o.out})\n`);
+}
+
+async function planFor(
+  level: ThresholdName,
+  modelDir: string,
+  o: DemoOptions,
+  expected: PlanFingerprint,
+  out: Output,
+  progress: Progress,
+): Promise<{ plan: PlanDocument; source: 'shipped' | 'cached' | 'calibrated' }> {
+  const candidates: Array<[string, 'shipped' | 'cached']> = [
+    [path.join(o.out, 'plans', `${level}.json`), 'cached'],
+    [path.join(modelDir, 'plans', `${level}.json`), 'shipped'],
+  ];
+  if (!o.recalibrate) {
+    for (const [file, source] of candidates) {
+      if (!existsSync(file)) continue;
+      const plan = parsePlan(await readFile(file, 'utf8'));
+      if (diffFingerprints(plan.fingerprint, expected).length === 0 && plan.threshold.delta === THRESHOLDS[level]) return { plan, source };
+      out.note(`${file} was made for another configuration; calibrating ${level} again`);
+    }
+  }
+  const file = candidates[0]![0];
+  const plan = await calibrate(
+    { model: modelDir, threshold: level, steps: o.steps, sampler: 'dpm++', guidance: o.guidance, calib: o.calib, seed: 3, out: file, ...(o.threads ? { threads: o.threads } : {}) },
+    { json: true, result() {}, note: (l) => out.note(l) },
+    progress,
+  );
+  return { plan, source: 'calibrated' };
+}
+
+function markdown(report: { model: string; steps: number; samples: number; seed: number; guidance: number; machine: Record<string, unknown>; seconds: number }, rows: Row[], judged: boolean): string {
+  const raw = rows[0]!.measure;
+  const head = ['level', 'δ', 'attention FLOPs', 'latency (s)', 'attention (s)', 'speed-up', ...(judged ? ['accuracy', 'Fréchet'] : []), 'PSNR vs raw (dB)', 'plan'];
+  const lines = rows.map((r) => {
+    const m = r.measure;
+    const cells = [
+      r.level,
+      r.delta === null ? '—' : String(r.delta),
+      pct(m.attentionFlopsFraction),
+      m.seconds.toFixed(2),
+      m.attentionSeconds.toFixed(2),
+      `${(raw.seconds / m.seconds).toFixed(2)}×`,
+      ...(judged ? [m.quality ? pct(m.quality.accuracy) : '—', m.quality ? m.quality.frechet.toFixed(3) : '—'] : []),
+      m.psnrVsRaw === null ? '—' : Number.isFinite(m.psnrVsRaw) ? m.psnrVsRaw.toFixed(2) : '∞',
+      r.planSource ?? '—',
+    ];
+    return `| ${cells.join(' | ')} |`;
+  });
+  return [
+    `# ditfa demo: attention compression on ${report.model}`,
+    '',
+    `${report.samples} samples (seed ${report.seed}), ${report.steps} DPM-Solver++ steps, guidance ${report.guidance}; machine: ${String(report.machine.cpu)}, ${String(report.machine.cores)} cores, Node ${String(report.machine.node)}, kernel backend ${String(report.machine.backend)}. Total ${report.seconds.toFixed(0)} s.`,
+    '',
+    `| ${head.join(' | ')} |`,
+    `|${head.map(() => '---').join('|')}|`,
+    ...lines,
+    '',
+    'Sample grids: raw.png and D*.png; plan heatmaps (block × step, Figure 5 style): D*-plan.png.',
+    judged ? 'Accuracy: the bundled classifier\'s class agreement with the requested class; Fréchet: distance in its penultimate features to the test set.' : 'No classifier applies to this model, so no accuracy or Fréchet distance.',
+    '',
+  ].join('\n');
+}
