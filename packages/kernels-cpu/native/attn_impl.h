@@ -541,8 +541,11 @@ void sweep(const AttnArgs& a, const Tile& tile, Scratch& s, State& st, Acc& accW
     if (windowOnly && seg.cls == kOutside) continue;
     // In plain window attention, the full call and the residual-add call, an outside segment never
     // reaches chunk(); in full attention everything is inside.
-    for (int64_t j = seg.begin; j < seg.end; j += BC) {
-      const int nk = static_cast<int>(imin(BC, seg.end - j));
+    // Chunks of equal size (at most BC): no tiny tail chunk paying a whole chunk's fixed costs.
+    const int64_t len = seg.end - seg.begin, n = (len + BC - 1) / BC;
+    for (int64_t c = 0; c < n; c++) {
+      const int64_t j = seg.begin + len * c / n;
+      const int nk = static_cast<int>(seg.begin + len * (c + 1) / n - j);
       chunk(a, tile, s, st, accW, accX, kv, j, nk, seg.cls);
     }
   }
