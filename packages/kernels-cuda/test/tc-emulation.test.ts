@@ -1,4 +1,17 @@
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+
+/** Runs a command without blocking the test worker's event loop (a long spawnSync starves vitest's RPC). */
+function run(cmd: string, args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args);
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    child.on('error', reject);
+    child.on('close', (status) => resolve({ status, stdout, stderr }));
+  });
+}
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,19 +30,17 @@ const nvccFound = spawnSync(nvcc, ['--version']).status === 0;
 describe('tensor-core and SIMT kernels under host emulation', () => {
   it.runIf(nvccFound)(
     'match the float64 reference for every call kind (bf16, fp16, fp32; D = 40 to 256)',
-    () => {
+    async () => {
       const dir = mkdtempSync(join(tmpdir(), 'ditfa-tc-'));
       try {
         const exe = join(dir, 'tc_emulate');
-        const build = spawnSync(nvcc, ['-std=c++20', '-O2', '-Xcompiler', '-pthread', join(PACKAGE_DIR, 'native', 'tc_emulate.cc'), '-o', exe], {
-          encoding: 'utf8',
-        });
+        const build = await run(nvcc, ['-std=c++20', '-O2', '-Xcompiler', '-pthread', join(PACKAGE_DIR, 'native', 'tc_emulate.cc'), '-o', exe]);
         expect(build.stderr + build.stdout).toBe('');
         expect(build.status).toBe(0);
-        const run = spawnSync(exe, [], { encoding: 'utf8' });
-        expect(run.stdout.split('\n').filter((l) => l.startsWith('FAIL'))).toEqual([]);
-        expect(run.stdout).toMatch(/PASSED: 0 failures/);
-        expect(run.status).toBe(0);
+        const result = await run(exe, []);
+        expect(result.stdout.split('\n').filter((l) => l.startsWith('FAIL'))).toEqual([]);
+        expect(result.stdout).toMatch(/PASSED: 0 failures/);
+        expect(result.status).toBe(0);
       } finally {
         rmSync(dir, { recursive: true, force: true });
       }

@@ -1,4 +1,17 @@
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+
+/** Runs a command without blocking the test worker's event loop (a long spawnSync starves vitest's RPC). */
+function run(cmd: string, args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args);
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    child.on('error', reject);
+    child.on('close', (status) => resolve({ status, stdout, stderr }));
+  });
+}
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,16 +26,16 @@ const nvcc = process.env.NVCC ?? 'nvcc';
 const nvccFound = spawnSync(nvcc, ['--version']).status === 0;
 
 describe('window tile selection (host check of the kernels\u2019 helpers)', () => {
-  it.runIf(nvccFound)('never skips an allowed key and never calls a partly masked tile full', () => {
+  it.runIf(nvccFound)('never skips an allowed key and never calls a partly masked tile full', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'ditfa-window-'));
     try {
       const exe = join(dir, 'window_check');
-      const build = spawnSync(nvcc, ['-std=c++17', '-O1', join(PACKAGE_DIR, 'native', 'window_check.cu'), '-o', exe], { encoding: 'utf8' });
+      const build = await run(nvcc, ['-std=c++17', '-O1', join(PACKAGE_DIR, 'native', 'window_check.cu'), '-o', exe]);
       expect(build.stderr + build.stdout).toBe('');
       expect(build.status).toBe(0);
-      const run = spawnSync(exe, [], { encoding: 'utf8' });
-      expect(run.stdout).toMatch(/\d+ window cases, 0 failures/);
-      expect(run.status).toBe(0);
+      const result = await run(exe, []);
+      expect(result.stdout).toMatch(/\d+ window cases, 0 failures/);
+      expect(result.status).toBe(0);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
