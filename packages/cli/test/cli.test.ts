@@ -1,22 +1,12 @@
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { PLAN_VERSION, serializePlan, type PlanDocument } from '@ditfa/core';
 import { decodePng } from '@ditfa/image';
 import { describe, expect, it } from 'vitest';
-import { ExitCode, runCli } from '../src/index.js';
+import { ExitCode } from '../src/index.js';
+import { cli } from './cli-helper.js';
 
-async function cli(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  let out = '';
-  let err = '';
-  stdout.on('data', (d) => (out += d));
-  stderr.on('data', (d) => (err += d));
-  const code = await runCli(argv, { stdout, stderr });
-  return { code, out, err };
-}
 
 const e = (method: string, loss: number | null, flopsFraction: number) => ({ method, loss, flopsFraction });
 const plan: PlanDocument = {

@@ -1,24 +1,14 @@
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { writeSafetensors } from '@ditfa/checkpoint';
 import { parsePlan } from '@ditfa/core';
 import { decodePng } from '@ditfa/image';
 import { ditConfig, randomCheckpoint } from '@ditfa/models-dit';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { ExitCode, runCli } from '../src/index.js';
+import { ExitCode } from '../src/index.js';
+import { cli } from './cli-helper.js';
 
-async function cli(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  let out = '';
-  let err = '';
-  stdout.on('data', (d) => (out += d));
-  stderr.on('data', (d) => (err += d));
-  const code = await runCli(argv, { stdout, stderr });
-  return { code, out, err };
-}
 
 /**
  * A small pixel-space DiT shaped like the bundled one (1×32×32, 10 classes, learned sigma) with random

@@ -1,22 +1,10 @@
-import { spawn, spawnSync } from 'node:child_process';
-
-/** Runs a command without blocking the test worker's event loop (a long spawnSync starves vitest's RPC). */
-function run(cmd: string, args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args);
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (status) => resolve({ status, stdout, stderr }));
-  });
-}
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { PACKAGE_DIR } from '../src/binding.js';
+import { run } from './run.js';
 
 // The kernels' own source (native/flash_tc.cuh, native/flash_simt.cuh) compiled for the host with emulated
 // __syncthreads, shuffles, cp.async (deferred until its wait), ldmatrix and mma.sync (PTX fragment layouts),
