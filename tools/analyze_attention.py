@@ -155,7 +155,7 @@ def main() -> None:
             ax.set_yticks([])
     fig.suptitle(f"log10 attention, cond sample 0 (class {int(y[0])}), rows=queries, cols=keys ({L} tokens)", fontsize=9)
     fig.tight_layout()
-    fig.savefig(os.path.join(args.out, "attention_maps.png"), dpi=80)
+    fig.savefig(os.path.join(args.out, "attention_maps.png"), dpi=60)
     plt.close(fig)
 
     # redundancy curves

@@ -203,8 +203,9 @@ def write_card(out, cfg, step, log, targs, scores, analysis, status) -> None:
              "diffusion transformer. Produced by `tools/` (see `tools/README.md`); nothing here was downloaded.\n")
     L.append("## Training state\n")
     L.append(f"- **{step} training steps** of batch {cfg['batch_size']} ({step * (cfg['batch_size'] or 0) / 60000:.1f} epochs), "
-             f"{_f(wall / 3600 if wall else None, 2)} h of training time, median {_f(sps, 1)} samples/s "
-             f"({log[-1]['device'] if log else '?'}, bf16 autocast, 2 threads).")
+             f"{_f(wall / 3600 if wall else None, 2)} h wall-clock (including pauses), median {_f(sps, 1)} samples/s "
+             f"({log[-1]['device'] if log else '?'}, bf16 autocast, threads "
+             f"{'/'.join(str(v) for v in sorted({r.get('threads', 0) for r in log}))}).")
     L.append(f"- Loss over the last {len(last) * 10} steps: total {_f(loss, 4)}, eps-MSE {_f(mse, 4)}, VLB {_f(vb, 4)} bits/dim.")
     if status:
         L.append(f"- {status}")
