@@ -28,6 +28,9 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--fixture", default=DEFAULT)
     ap.add_argument("--samplers", default=SAMPLERS)
+    ap.add_argument("--model", default=os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                                    "models", "fashion-dit"),
+                    help="also check this exported model against its golden.safetensors")
     args = ap.parse_args()
     torch.set_num_threads(1)
     case = json.load(open(os.path.join(args.fixture, "case.json")))
@@ -94,6 +97,18 @@ def main() -> int:
             check(f"dpm++2m steps{n} final", dpmpp2m_sample(fake_eps, xT, n), want, tol=1e-4)
     else:
         print(f"skip samplers: {sp} not found")
+
+    # the bundled model's own golden file (weights.safetensors -> golden.safetensors)
+    if args.model and os.path.exists(os.path.join(args.model, "golden.safetensors")):
+        from ditfa_tools.loading import load_dit
+
+        fm, _, _ = load_dit(args.model)
+        gd = load_file(os.path.join(args.model, "golden.safetensors"))
+        with torch.no_grad():
+            check("fashion-dit output.out", fm(gd["input.x"], gd["input.t"], gd["input.y"]), gd["output.out"])
+            check("fashion-dit cfg.output.out",
+                  fm.forward_with_cfg(gd["cfg.input.x"], gd["cfg.input.t"], gd["cfg.input.y"], 4.0),
+                  gd["cfg.output.out"])
     n_ok = sum(results)
     print(f"{n_ok} passed, {len(results) - n_ok} failed")
     return 0 if all(results) else 1
