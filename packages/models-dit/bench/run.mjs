@@ -104,7 +104,7 @@ async function benchModel(name, config, latent, cond, Lt) {
       const { timings } = await model.forward(x, 400, cond, opts(1));
       const total = performance.now() - s0;
       if (events.length) throw new Error(`unexpected strategy events in the benchmark: ${JSON.stringify(events.slice(0, 3))}`);
-      samples.get(method).push({ total, attention: timings.attentionMs, other: total - timings.attentionMs });
+      samples.get(method).push({ total, attention: timings.attentionMs, other: total - timings.attentionMs, ort: timings.ortMs });
       cachePeaks.set(method, Math.max(cachePeaks.get(method), cache.stats().peakBytes));
       process.stdout.write(`rep ${r + 1} ${method.padEnd(9)} step ${total.toFixed(0).padStart(7)} ms  attention ${timings.attentionMs.toFixed(0).padStart(7)} ms\n`);
     }
@@ -114,12 +114,12 @@ async function benchModel(name, config, latent, cond, Lt) {
     // the fastest repetition: the machine is shared, interference only ever adds time
     const m = [...samples.get(method)].sort((a, b) => a.total - b.total)[0];
     return {
-      method, stepMs: m.total, attentionMs: m.attention, otherMs: m.other, samples: samples.get(method),
+      method, stepMs: m.total, attentionMs: m.attention, otherMs: m.other, ortMs: m.ort, glueMs: m.other - m.ort, samples: samples.get(method),
       attentionFlops: strategies.get(method).flops(shape) * config.depth, denseFlops: denseFlops(config, B, L, Lt, method) * config.depth,
       cachePeakBytes: cachePeaks.get(method), peakRssBytes: peaks.get(method),
     };
   });
-  for (const r of rows) process.stdout.write(`${r.method.padEnd(9)} step ${r.stepMs.toFixed(0).padStart(7)} ms  attention ${r.attentionMs.toFixed(0).padStart(7)} ms  other ${r.otherMs.toFixed(0).padStart(7)} ms  cache ${(r.cachePeakBytes / 2 ** 20).toFixed(0)} MiB  peak RSS ${(r.peakRssBytes / 2 ** 30).toFixed(2)} GiB\n`);
+  for (const r of rows) process.stdout.write(`${r.method.padEnd(9)} step ${r.stepMs.toFixed(0).padStart(7)} ms  attention ${r.attentionMs.toFixed(0).padStart(7)} ms  other ${r.otherMs.toFixed(0).padStart(7)} ms (onnxruntime ${r.ortMs.toFixed(0)}, glue ${r.glueMs.toFixed(0)})  cache ${(r.cachePeakBytes / 2 ** 20).toFixed(0)} MiB  peak RSS ${(r.peakRssBytes / 2 ** 30).toFixed(2)} GiB\n`);
   await model.dispose();
   const raw = rows[0];
   const within = (measured, predicted) => Math.abs(measured / predicted - 1) <= 0.1;

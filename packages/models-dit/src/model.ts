@@ -65,6 +65,8 @@ export interface StepState {
   /** Milliseconds spent in strategies (attention) and elsewhere since `embed`. */
   readonly attentionMs: number;
   readonly otherMs: number;
+  /** Part of `otherMs` inside onnxruntime's `run` (the rest is JS glue: views, copies, unpatchify). */
+  readonly ortMs: number;
   /** The hidden state entering `block`, `[B, L, C]`; never written to. */
   readonly hidden: Tensor;
 }
@@ -108,6 +110,8 @@ export interface ForwardTimings {
   readonly attentionMs: number;
   /** Milliseconds in everything else (dense graphs, copies). */
   readonly otherMs: number;
+  /** Part of `otherMs` inside onnxruntime's `run`; `otherMs − ortMs` is JS glue (views, copies, unpatchify). */
+  readonly ortMs: number;
 }
 
 export interface ForwardResult {
@@ -168,6 +172,7 @@ export class TransformerModel {
   readonly #blocks: BlockSessions[];
   readonly #final: OrtSession;
   readonly #taps: boolean;
+  #ortClock = 0;
   #captionCache: { captions: Tensor; mask: ArrayLike<number> | undefined; value: Record<string, OrtTensor>[]; proj: OrtTensor } | null = null;
   #disposed = false;
 
@@ -299,7 +304,9 @@ export class TransformerModel {
         bias[i] = m === 1 ? 0 : -1e9;
       }
     }
+    const r0 = performance.now();
     const out = await this.#caption!.run({ y: new this.#ort.Tensor('float32', y.data, y.shape) });
+    this.#ortClock += performance.now() - r0;
     const biasT = new this.#ort.Tensor('float32', bias, [B, 1, 1, Lt]);
     const value = this.#blocks.map((_, i) => ({ ck: out[`ck_${i}`]!, cv: out[`cv_${i}`]!, bias: biasT }));
     this.#captionCache = { captions: cond.captions, mask: cond.mask, value, proj: out.y_proj! };
@@ -335,7 +342,9 @@ export class TransformerModel {
         });
       }
     }
+    const r0 = performance.now();
     const out = await this.#embed.run(feeds);
+    this.#ortClock += performance.now() - r0;
     if (trace) {
       if (out.x_patch) trace('x_patch', asTensor(out.x_patch));
       trace('pos_embed', tensor(pos, [1, tokens, c.hiddenSize]));
@@ -353,9 +362,10 @@ export class TransformerModel {
   async embed(x: Tensor, t: number | ArrayLike<number>, cond: Condition, options: { trace?: ForwardOptions['trace'] } = {}): Promise<StepState> {
     this.#check();
     const started = performance.now();
+    this.#ortClock = 0;
     const emb = await this.#embedStep(x, t, cond, options.trace);
     const [B, , H, W] = x.shape as [number, number, number, number];
-    return makeState({ block: 0, batch: B, height: H, width: W, tokens: this.tokenGrid(H, W).tokens, attentionMs: 0, otherMs: performance.now() - started }, emb, emb.tokens);
+    return makeState({ block: 0, batch: B, height: H, width: W, tokens: this.tokenGrid(H, W).tokens, attentionMs: 0, otherMs: performance.now() - started, ortMs: this.#ortClock }, emb, emb.tokens);
   }
 
   /** The same step state with another hidden state entering `block` (prefix reuse from a stored `[B, L, C]`). */
@@ -400,6 +410,7 @@ export class TransformerModel {
     const window = options.window ?? { kind: '1d' as const, size: Math.floor(L / 8) };
 
     let h: OrtTensor = hidden;
+    let ortMs = 0;
     for (let b = from; b < to; b++) {
       throwIfAborted(options.signal, 'The forward pass');
       options.onHidden?.(b, asTensor(h));
@@ -453,18 +464,21 @@ export class TransformerModel {
         },
       });
       attentionMs += performance.now() - t0 - denseMs;
+      ortMs += denseMs;
       checkShape(`projected attention output of strategy "${strategy.name}"`, projectedTensor, [B, L, C]);
       const projected = new ort.Tensor('float32', projectedTensor.data, [B, L, C]);
       trace?.(`block.${b}.attn_out`, projectedTensor);
       const feeds: Record<string, OrtTensor> = { x: h, attn: projected, mod, ...(emb.cross?.[b] ?? {}) };
+      const p0 = performance.now();
       const post = await sessions.post.run(feeds);
+      ortMs += performance.now() - p0;
       if (trace) for (const n of ['cross_in', 'cross_q', 'cross_core', 'cross_out', 'mlp_in', 'mlp_out']) if (post[n]) trace(`block.${b}.${n}`, asTensor(post[n]!));
       h = post.out!;
       trace?.(`block.${b}.out`, asTensor(h));
     }
     if (to === c.depth) options.onHidden?.(c.depth, asTensor(h));
     const elapsed = performance.now() - started;
-    return makeState({ ...state, block: to, attentionMs: state.attentionMs + attentionMs, otherMs: state.otherMs + elapsed - attentionMs }, emb, h);
+    return makeState({ ...state, block: to, attentionMs: state.attentionMs + attentionMs, otherMs: state.otherMs + elapsed - attentionMs, ortMs: state.ortMs + ortMs }, emb, h);
   }
 
   /** The model output `[B, out, H, W]` from the state after the last block (before guidance). */
@@ -474,12 +488,14 @@ export class TransformerModel {
     const c = this.config;
     if (state.block !== c.depth) throw new InvalidArgumentError(`Expected a state after the last block (${c.depth}) but received one entering block ${state.block}`);
     const { emb, hidden } = internals(state);
+    const r0 = performance.now();
     const fin = (await this.#final.run({ x: hidden, final_mod: emb.finalMod })).tokens!;
+    const ortMs = state.ortMs + performance.now() - r0;
     options.trace?.('final_tokens', asTensor(fin));
     const out = outChannels(c);
     const p = c.patchSize;
     const output = tensor(unpatchify(fin.data as Float32Array, state.batch, state.height / p, state.width / p, p, out), [state.batch, out, state.height, state.width]);
-    return { output, timings: { attentionMs: state.attentionMs, otherMs: state.otherMs + performance.now() - started } };
+    return { output, timings: { attentionMs: state.attentionMs, otherMs: state.otherMs + performance.now() - started, ortMs } };
   }
 
   /**

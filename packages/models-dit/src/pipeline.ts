@@ -134,7 +134,7 @@ export interface GenerateResult {
   readonly images?: Tensor;
   /** One PNG per sample, when decoded. */
   readonly png?: readonly Uint8Array[];
-  readonly timings: { readonly attentionMs: number; readonly otherMs: number; readonly decodeMs: number };
+  readonly timings: { readonly attentionMs: number; readonly otherMs: number; readonly ortMs: number; readonly decodeMs: number };
   readonly cache: ReturnType<CacheManager['stats']>;
 }
 
@@ -150,6 +150,8 @@ export interface CalibrationTargetLike<H> {
   runBlocks(hidden: H, from: number, to: number, run: { readonly step: number; readonly methodFor: (block: number) => string; readonly plan: PlanView; readonly cache: CacheProvider }): Promise<H>;
   output(hidden: H, step: number): Promise<Tensor>;
   advance(step: number, output: Tensor): Promise<void>;
+  /** The current sample (after the last `advance`); null before `begin`. Not part of the planner's interface. */
+  latents(): Tensor | null;
 }
 
 export class Pipeline {
@@ -286,6 +288,7 @@ export class Pipeline {
     this.#cache.reset();
     let attentionMs = 0;
     let otherMs = 0;
+    let ortMs = 0;
     for (let i = 0; i < steps; i++) {
       throwIfAborted(options.signal, 'The generation');
       const t = sampler.timesteps[i]!;
@@ -307,6 +310,7 @@ export class Pipeline {
       const modelOut = sampler.modelOutput === 'eps' && c.learnSigma ? splitLearnedSigma(guided).eps : guided;
       x = sampler.step(modelOut, i, x, sampler.needsNoise(i) ? rng.randn(x.shape) : undefined);
       attentionMs += timings.attentionMs;
+      ortMs += timings.ortMs;
       otherMs += timings.otherMs + performance.now() - s0;
       const event = { type: 'step', step: i + 1, steps, timestep: t, attentionMs: timings.attentionMs, otherMs: timings.otherMs } as const;
       options.onProgress?.(event);
@@ -314,11 +318,11 @@ export class Pipeline {
     }
     const stats = this.#cache.stats();
     const decode = options.images ?? (this.#options.vae !== undefined || this.#pixelSpace());
-    if (!decode) return { latents: x, timings: { attentionMs, otherMs, decodeMs: 0 }, cache: stats };
+    if (!decode) return { latents: x, timings: { attentionMs, otherMs, ortMs, decodeMs: 0 }, cache: stats };
     const d0 = performance.now();
     const images = await this.decode(x);
     const png = tensorToImages(images).map((img) => new Uint8Array(encodePng(img)));
-    return { latents: x, images, png, timings: { attentionMs, otherMs, decodeMs: performance.now() - d0 }, cache: stats };
+    return { latents: x, images, png, timings: { attentionMs, otherMs, ortMs, decodeMs: performance.now() - d0 }, cache: stats };
   }
 
   #pixelSpace(): boolean {
@@ -413,6 +417,7 @@ export class Pipeline {
         const modelOut = sampler.modelOutput === 'eps' && c.learnSigma ? splitLearnedSigma(guided).eps : guided;
         x = sampler.step(modelOut, step, x, sampler.needsNoise(step) ? rng.randn(x.shape) : undefined);
       },
+      latents: () => x,
     };
   }
 

@@ -95,3 +95,13 @@ describe('the attention-strategy contract in the adapter', () => {
     expect(r.timings.otherMs).toBeGreaterThan(0);
   });
 });
+
+describe('timings', () => {
+  it('onnxruntime time is part of the other time', async () => {
+    const model = await loadModel(randomCheckpoint(config, { seed: 1 }), { config, threads: 1 });
+    const r = await model.forward(noise([2, 4, 8, 8], 3), 10, { classLabels: [0, 1] });
+    expect(r.timings.ortMs).toBeGreaterThan(0);
+    expect(r.timings.ortMs).toBeLessThanOrEqual(r.timings.otherMs);
+    await model.dispose();
+  });
+});
