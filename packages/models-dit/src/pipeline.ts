@@ -95,6 +95,8 @@ interface CommonGenerateOptions {
   readonly signal?: AbortSignal;
   /** Decode images (default: when a VAE is given or the model is pixel-space). */
   readonly images?: boolean;
+  /** Starting noise `[N, in, H, W]` instead of the seed's (reproducing another implementation's run). */
+  readonly noise?: Tensor;
 }
 
 export interface DitGenerateOptions extends CommonGenerateOptions {
@@ -284,6 +286,12 @@ export class Pipeline {
     const backend = await this.backend();
     const rng = createRng(options.seed);
     let x = rng.randn([n, c.inChannels, height, width]);
+    if (options.noise !== undefined) {
+      if (!options.noise || !(options.noise.data instanceof Float32Array) || options.noise.shape.join() !== x.shape.join()) {
+        throw new ShapeMismatchError(`Expected starting noise of shape [${x.shape.join(', ')}] but received ${describeValue(options.noise?.shape ?? options.noise)}`);
+      }
+      x = options.noise;
+    }
     if (sampler.initNoiseSigma !== 1) x = tensor(x.data.map((v) => v * sampler.initNoiseSigma), x.shape);
     this.#cache.reset();
     let attentionMs = 0;
