@@ -12,6 +12,7 @@ const bin = path.join(root, 'packages/cli/dist/bin.js');
 const out = path.join(root, 'models/fashion-dit/plans');
 mkdirSync(out, { recursive: true });
 // Keep these equal to `ditfa demo`'s defaults (steps 20, guidance 4, DPM-Solver++, calib 8, seed 3).
-for (const level of ['D1', 'D2', 'D3', 'D4', 'D5', 'D6']) {
+const levels = process.argv.length > 2 ? process.argv.slice(2) : ['D1', 'D2', 'D3', 'D4', 'D5', 'D6'];
+for (const level of levels) {
   execFileSync(process.execPath, [bin, 'calibrate', '--threshold', level, '--steps', '20', '--guidance', '4', '--sampler', 'dpm++', '--calib', '8', '--seed', '3', '--out', path.join(out, `${level}.json`)], { stdio: 'inherit' });
 }
