@@ -337,10 +337,10 @@ export class Pipeline {
     return this.#options.vae === undefined && (this.model.config.inChannels === 1 || this.model.config.inChannels === 3);
   }
 
-  /** Latents → images in `[-1, 1]`: through the VAE decoder (latent / scale), or as they are for a pixel-space model. */
+  /** Latents → images clipped to `[-1, 1]`: through the VAE decoder (latent / scale), or the samples themselves for a pixel-space model. */
   async decode(latents: Tensor): Promise<Tensor> {
     if (this.#options.vae === undefined) {
-      if (this.#pixelSpace()) return latents;
+      if (this.#pixelSpace()) return clampImages(latents);
       throw new InvalidArgumentError('Expected a VAE decoder (options.vae) to decode latents of a latent-space model but received none');
     }
     this.#vae ??= (async () => {
@@ -355,7 +355,7 @@ export class Pipeline {
     const out = await session.run({ latent_sample: new ort.Tensor('float32', scaled, latents.shape) });
     const sample = out.sample;
     if (!sample) throw new InvalidArgumentError(`Expected the VAE decoder to output "sample" but it outputs ${session.outputNames.join(', ')}`);
-    return tensor(sample.data as Float32Array, sample.dims);
+    return clampImages(tensor(sample.data as Float32Array, sample.dims));
   }
 
   /**
@@ -437,6 +437,11 @@ export class Pipeline {
     if (this.#vae) await (await this.#vae.catch(() => null))?.release();
     if (this.#options.ownsModel ?? true) await this.model.dispose();
   }
+}
+
+/** Images are `[-1, 1]`: samples outside are clipped, as DiT's sampling script and diffusers' image processor do. */
+function clampImages(images: Tensor): Tensor {
+  return tensor(images.data.map((v) => (v < -1 ? -1 : v > 1 ? 1 : v)), images.shape);
 }
 
 /** A lookup that always knows `full` (the raw model), with one `full` object for the pipeline's lifetime. */

@@ -55,7 +55,10 @@ describe('DiT pipeline', () => {
     expect(maxRelError(b.latents.data, a.latents.data)).toBe(0);
     expect(maxRelError(c.latents.data, a.latents.data)).toBeGreaterThan(1e-3);
     expect(a.images!.shape).toEqual([2, 3, 16, 16]);
-    expect(a.images!.data[0]).toBeCloseTo(a.latents.data[0]! / 0.18215, 4);
+    // the decoder's output, clipped to [-1, 1] like diffusers' image processor
+    const clip = (v: number) => Math.max(-1, Math.min(1, v));
+    expect(a.images!.data[0]).toBeCloseTo(clip(a.latents.data[0]! / 0.18215), 4);
+    expect(a.images!.data.every((v) => v >= -1 && v <= 1)).toBe(true);
     expect(a.png).toHaveLength(2);
     expect(Array.from(a.png![0]!.subarray(0, 4))).toEqual([0x89, 0x50, 0x4e, 0x47]);
     expect(b.png).toBeUndefined();
@@ -103,6 +106,8 @@ describe('pixel-space DiT (the Fashion-MNIST layout) and PixArt pipelines', () =
       const r = await pipe.generate({ classLabels: [3], seed: 1, steps: 3, guidanceScale: 2, sampler: 'iddpm' });
       expect(r.latents.shape).toEqual([1, 1, 8, 8]);
       expect(r.png).toHaveLength(1);
+      // the images are the samples clipped to [-1, 1]
+      expect(Array.from(r.images!.data)).toEqual(Array.from(r.latents.data, (v) => Math.fround(Math.max(-1, Math.min(1, v)))));
     } finally {
       await pipe.dispose();
     }
