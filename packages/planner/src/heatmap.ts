@@ -41,7 +41,7 @@ export function renderPlanHeatmap(plan: PlanDocument, options: HeatmapOptions = 
   const height = top + gridH + 18 + legendRows * 12 + 6;
   const canvas = new Canvas(width, height);
   canvas.text(left, 4, title);
-  canvas.text(2, top, 'block');
+  canvas.text(2, top - 9, 'block');
   canvas.text(left, top + gridH + 4, 'step 0');
   const lastLabel = `${T - 1}`;
   canvas.text(left + gridW - textWidth(lastLabel), top + gridH + 4, lastLabel);
