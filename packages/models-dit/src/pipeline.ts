@@ -34,7 +34,7 @@ import {
 } from '@ditfa/core';
 import { encodePng, tensorToImages } from '@ditfa/image';
 import { type OrtSession, createSession, loadOrt } from '@ditfa/ort-graph';
-import { type SamplerKind, createRng, createSampler, guide, splitLearnedSigma } from '@ditfa/samplers';
+import { type Rng, type Sampler, type SamplerKind, createRng, createSampler, guide, splitLearnedSigma } from '@ditfa/samplers';
 import type { Condition, DitCondition, PixartCondition, StepState, TransformerModel } from './model.js';
 import { ModelDisposedError } from './errors.js';
 
@@ -285,14 +285,7 @@ export class Pipeline {
     const { cond, n } = this.#condition(options, cfg);
     const backend = await this.backend();
     const rng = createRng(options.seed);
-    let x = rng.randn([n, c.inChannels, height, width]);
-    if (options.noise !== undefined) {
-      if (!options.noise || !(options.noise.data instanceof Float32Array) || options.noise.shape.join() !== x.shape.join()) {
-        throw new ShapeMismatchError(`Expected starting noise of shape [${x.shape.join(', ')}] but received ${describeValue(options.noise?.shape ?? options.noise)}`);
-      }
-      x = options.noise;
-    }
-    if (sampler.initNoiseSigma !== 1) x = tensor(x.data.map((v) => v * sampler.initNoiseSigma), x.shape);
+    let x = initialNoise(rng, sampler, [n, c.inChannels, height, width], options.noise);
     this.#cache.reset();
     let attentionMs = 0;
     let otherMs = 0;
@@ -314,9 +307,7 @@ export class Pipeline {
         onEvent: (e) => this.#options.onEvent?.(e),
       });
       const s0 = performance.now();
-      const guided = layout ? guide(output, { order: layout.order, scale, channels: options.guidanceChannels ?? 'all' }) : output;
-      const modelOut = sampler.modelOutput === 'eps' && c.learnSigma ? splitLearnedSigma(guided).eps : guided;
-      x = sampler.step(modelOut, i, x, sampler.needsNoise(i) ? rng.randn(x.shape) : undefined);
+      x = samplerStep(sampler, rng, x, output, i, { layout, scale, channels: options.guidanceChannels ?? 'all', learnSigma: c.learnSigma });
       attentionMs += timings.attentionMs;
       ortMs += timings.ortMs;
       otherMs += timings.otherMs + performance.now() - s0;
@@ -385,7 +376,6 @@ export class Pipeline {
     let x: Tensor | null = null;
     let rng = createRng(options.seed);
     let backend: KernelBackend | null = null;
-    const guideOut = (output: Tensor): Tensor => (layout ? guide(output, { order: layout.order, scale, channels: options.guidanceChannels ?? 'all' }) : output);
     return {
       numBlocks: model.numBlocks,
       numSteps: steps,
@@ -396,8 +386,7 @@ export class Pipeline {
         backend = await this.backend();
         rng = createRng(options.seed);
         sampler.reset();
-        x = rng.randn([n, c.inChannels, height, width]);
-        if (sampler.initNoiseSigma !== 1) x = tensor(x.data.map((v) => v * sampler.initNoiseSigma), x.shape);
+        x = initialNoise(rng, sampler, [n, c.inChannels, height, width], options.noise);
         cache.reset();
         return { cache };
       },
@@ -421,9 +410,7 @@ export class Pipeline {
       output: async (hidden) => (await model.output(hidden)).output,
       advance: async (step, output) => {
         if (!x) throw new InvalidArgumentError('Expected begin() before advance()');
-        const guided = guideOut(output);
-        const modelOut = sampler.modelOutput === 'eps' && c.learnSigma ? splitLearnedSigma(guided).eps : guided;
-        x = sampler.step(modelOut, step, x, sampler.needsNoise(step) ? rng.randn(x.shape) : undefined);
+        x = samplerStep(sampler, rng, x, output, step, { layout, scale, channels: options.guidanceChannels ?? 'all', learnSigma: c.learnSigma });
       },
       latents: () => x,
     };
@@ -437,6 +424,38 @@ export class Pipeline {
     if (this.#vae) await (await this.#vae.catch(() => null))?.release();
     if (this.#options.ownsModel ?? true) await this.model.dispose();
   }
+}
+
+/**
+ * The starting sample: a draw from the generation's RNG (always taken, so the stream stays aligned), or
+ * the caller's noise of the same shape, scaled by the sampler's initial sigma.
+ */
+function initialNoise(rng: Rng, sampler: Sampler, shape: readonly number[], noise?: Tensor): Tensor {
+  let x = rng.randn(shape);
+  if (noise !== undefined) {
+    if (!noise || !(noise.data instanceof Float32Array) || noise.shape.join() !== x.shape.join()) {
+      throw new ShapeMismatchError(`Expected starting noise of shape [${x.shape.join(', ')}] but received ${describeValue(noise?.shape ?? noise)}`);
+    }
+    x = noise;
+  }
+  return sampler.initNoiseSigma === 1 ? x : tensor(x.data.map((v) => v * sampler.initNoiseSigma), x.shape);
+}
+
+/**
+ * One sampler step from a model output: guidance in the adapter's batch order, ε alone from a
+ * learned-sigma output when the sampler wants ε, and fresh noise when the sampler asks for it.
+ */
+function samplerStep(
+  sampler: Sampler,
+  rng: Rng,
+  x: Tensor,
+  output: Tensor,
+  i: number,
+  g: { readonly layout: CfgLayout | null; readonly scale: number; readonly channels: number | 'all'; readonly learnSigma: boolean },
+): Tensor {
+  const guided = g.layout ? guide(output, { order: g.layout.order, scale: g.scale, channels: g.channels }) : output;
+  const modelOut = sampler.modelOutput === 'eps' && g.learnSigma ? splitLearnedSigma(guided).eps : guided;
+  return sampler.step(modelOut, i, x, sampler.needsNoise(i) ? rng.randn(x.shape) : undefined);
 }
 
 /** Images are `[-1, 1]`: samples outside are clipped, as DiT's sampling script and diffusers' image processor do. */
