@@ -58,6 +58,9 @@ def parse_args(argv=None):
                          "other count for <= 3 steps, keeping the faster (a niced job sharing a busy 2-core "
                          "machine stalls with 2 threads); 0: always --threads")
     ap.add_argument("--no-bf16", action="store_true", help="train in float32 (no bf16 autocast)")
+    ap.add_argument("--compile", action="store_true",
+                    help="torch.compile the forward (about 15%% faster on a 2-core AVX-512 CPU, ~50 s to compile; "
+                         "checkpoints are the same format either way)")
     ap.add_argument("--ckpt-dir", action="append", default=None,
                     help="checkpoint/log directory (repeatable); default runs/dit and /work/ditfa-train")
     ap.add_argument("--ckpt-minutes", type=float, default=8.0)
@@ -180,6 +183,7 @@ def main(argv=None) -> None:
     win_t, win_n = time.time(), 0
     acc = {"loss": 0.0, "mse": 0.0, "vb": 0.0, "n": 0}
     model.train()
+    forward = torch.compile(model) if args.compile else model
     # adaptive thread count (CPU): a niced job whose 2 OpenMP threads share a busy 2-core machine
     # can stall (the thread that shares a core is starved and the other one waits at every barrier)
     from collections import deque
@@ -244,7 +248,7 @@ def main(argv=None) -> None:
         for g in opt.param_groups:
             g["lr"] = lr
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-            out = model(x_t, t, y)
+            out = forward(x_t, t, y)
         terms = hybrid_loss(sched, out.float(), x0, x_t, t, noise)
         loss = terms["loss"].mean()
         opt.zero_grad(set_to_none=True)
