@@ -1,5 +1,6 @@
 import { existsSync, statSync } from 'node:fs';
 import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
 // Registers the native CPU kernels (and the reference fallback) with core's backend registry.
 import '@ditfa/kernels-cpu';
 import { createPipeline, loadModel, type Pipeline, type PipelineEvent } from '@ditfa/models-dit';
@@ -9,13 +10,26 @@ import { strategies as warsStrategies } from '@ditfa/strategy-wars';
 import type { SamplerKind } from '@ditfa/samplers';
 import { InputFileError, UsageError } from './errors.js';
 
-/** The model bundled with the repository (`models/fashion-dit`), found from the package's location. */
-export function bundledModelDir(): string {
-  return fileFromRepo('models/fashion-dit');
+/**
+ * Where the bundled models live: `<repository>/models` inside the monorepo (so a re-exported model is
+ * never shadowed by a stale packed copy), else `<package>/models` in an installed package (filled by the
+ * `prepack` script). The first folder that holds `fashion-dit/config.json` wins; null when none does.
+ */
+export function bundledModelsRoot(candidates: readonly string[] = defaultModelRoots()): string | null {
+  for (const dir of candidates) if (existsSync(path.join(dir, 'fashion-dit', 'config.json'))) return dir;
+  return null;
 }
 
-export function fileFromRepo(relative: string): string {
-  return path.resolve(new URL('../../../', import.meta.url).pathname, relative);
+function defaultModelRoots(): string[] {
+  const pkg = fileURLToPath(new URL('../', import.meta.url)); // src/ or dist/ → the package folder
+  const repo = path.resolve(pkg, '../..');
+  const inMonorepo = existsSync(path.join(repo, 'pnpm-workspace.yaml'));
+  return inMonorepo ? [path.join(repo, 'models'), path.join(pkg, 'models')] : [path.join(pkg, 'models')];
+}
+
+/** The bundled model directory (`models/fashion-dit`); where it would be first looked for when absent. */
+export function bundledModelDir(): string {
+  return path.join(bundledModelsRoot() ?? defaultModelRoots()[0]!, 'fashion-dit');
 }
 
 export const SAMPLERS: Readonly<Record<string, SamplerKind>> = { 'dpm++': 'dpmpp-2m', 'dpmpp-2m': 'dpmpp-2m', ddim: 'ddim', iddpm: 'iddpm' };
@@ -28,7 +42,12 @@ export function samplerKind(name: string): SamplerKind {
 
 /** Opens a model directory (weights + config.json) as a pipeline with every built-in strategy. */
 export async function openPipeline(dir: string, options: { threads?: number; window?: number; vae?: string; onEvent?: (e: PipelineEvent) => void } = {}): Promise<Pipeline> {
-  if (!existsSync(dir)) throw new InputFileError(`Cannot open the model ${JSON.stringify(dir)}: it does not exist`);
+  if (!existsSync(dir)) {
+    if (path.resolve(dir) === bundledModelDir() && bundledModelsRoot() === null) {
+      throw new InputFileError(`This installation has no bundled model (looked in ${defaultModelRoots().map((d) => JSON.stringify(d)).join(' and ')}): pass --model DIR`);
+    }
+    throw new InputFileError(`Cannot open the model ${JSON.stringify(dir)}: it does not exist`);
+  }
   if (!statSync(dir).isDirectory()) throw new InputFileError(`Cannot open the model ${JSON.stringify(dir)}: expected a directory with weights.safetensors and config.json`);
   const model = await loadModel(dir, options.threads === undefined ? {} : { threads: options.threads });
   return createPipeline(model, {

@@ -6,7 +6,7 @@ import { Judge, type Scores } from '@ditfa/quality';
 import { readPlan } from '../io.js';
 import type { Output } from '../output.js';
 import type { Progress } from '../progress.js';
-import { fileFromRepo, openPipeline } from '../session.js';
+import { bundledModelsRoot, openPipeline } from '../session.js';
 import { buildRequest } from './generate.js';
 
 export interface RunMeasure {
@@ -27,7 +27,8 @@ export function defaultClasses(pipe: Pipeline, samples: number): number[] {
 
 /** The classifier that judges samples of a model: `<model>/../fashion-classifier.onnx` or the bundled one. */
 export function findJudgeFiles(modelDir: string): { classifier: string; stats: string } | null {
-  for (const dir of [path.dirname(path.resolve(modelDir)), fileFromRepo('models')]) {
+  const bundled = bundledModelsRoot();
+  for (const dir of [path.dirname(path.resolve(modelDir)), ...(bundled === null ? [] : [bundled])]) {
     const classifier = path.join(dir, 'fashion-classifier.onnx');
     const stats = path.join(dir, 'fashion-classifier-stats.safetensors');
     if (existsSync(classifier) && existsSync(stats)) return { classifier, stats };

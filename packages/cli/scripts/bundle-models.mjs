@@ -1,0 +1,29 @@
+// prepack: copies the bundled model, its shipped plans and the classifier that judges it from the
+// repository's models/ into this package, so that an installed `ditfa` finds them without the monorepo.
+// postpack (`--clean`): removes that copy again.
+import { cpSync, existsSync, rmSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import * as path from 'node:path';
+
+const pkg = fileURLToPath(new URL('../', import.meta.url));
+const from = path.resolve(pkg, '../../models');
+const to = path.join(pkg, 'models');
+rmSync(to, { recursive: true, force: true });
+if (process.argv.includes('--clean')) process.exit(0);
+
+const entries = [
+  'fashion-dit/config.json',
+  'fashion-dit/weights.safetensors',
+  'fashion-dit/README.md',
+  'fashion-dit/plans',
+  'fashion-classifier.onnx',
+  'fashion-classifier-stats.safetensors',
+  'fashion-classifier.json',
+];
+const missing = entries.filter((f) => !existsSync(path.join(from, f)));
+if (missing.length > 0) {
+  console.error(`bundle-models: missing ${missing.map((f) => path.join(from, f)).join(', ')}; pack from the ditfa repository`);
+  process.exit(1);
+}
+for (const f of entries) cpSync(path.join(from, f), path.join(to, f), { recursive: true });
+console.error(`bundle-models: copied ${entries.length} entries from ${from} to ${to}`);
