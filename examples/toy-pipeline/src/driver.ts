@@ -1,11 +1,10 @@
 import {
   CacheManager,
   InvalidArgumentError,
-  ShapeMismatchError,
   StrategyNotFoundError,
-  broadcastCfg,
   cfgHalves,
   createReferenceBackend,
+  executeAttention,
   expectInteger,
   sliceBatch,
   tensor,
@@ -18,6 +17,7 @@ import {
   type PlanView,
   type QkvInputs,
   type QkvNeed,
+  type RowSelection,
   type StrategyContext,
   type StrategyEvent,
   type StrategyLookup,
@@ -29,11 +29,11 @@ import { linear, randomTensor, type ToyModel } from './toy-model.js';
 
 /**
  * A test driver that plays the model adapter's side of the strategy contract (see `@ditfa/core`'s
- * `strategy.ts`) on a {@link ToyModel}: per step and block it asks the plan's strategy what it
- * `needs`, projects q/k/v only for those rows (none, the conditional half, or all), runs the strategy,
- * out-projects `'attention'` results (once, on the conditional rows under ASC, then copied to both
- * halves), passes `'projected'` results through, and calls `observe` of every strategy after each
- * computed out-projection. It counts the dense work so tests can check what a strategy requested.
+ * `strategy.ts`) on a {@link ToyModel}, through core's `executeAttention` like the real adapters: per
+ * step and block q/k/v are projected only for the rows the strategy needs (none, the conditional half,
+ * or all), `'attention'` results are out-projected (once, on the conditional rows under ASC, then copied
+ * to both halves), `'projected'` results pass through, and every strategy observes each computed
+ * out-projection. The driver counts the dense work so tests can check what a strategy requested.
  *
  * It is not the product pipeline: no sampler, no real model, no planner.
  */
@@ -64,6 +64,7 @@ export interface BlockTrace {
   readonly step: number;
   readonly block: number;
   readonly method: string;
+  /** The rows whose q/k/v were computed (`'none'` when none were; without CFG a `'conditional'` need computes `'all'`). */
   readonly need: QkvNeed;
   /** Batch rows whose q/k/v were projected (0, B/2 or B). */
   readonly qkvRows: number;
@@ -168,53 +169,38 @@ export async function runToyPipeline(options: ToyRunOptions): Promise<ToyRunResu
         report: (e) => void events.push(e),
       };
       const xt = tensor(x, [B, L, C]);
-      const need = strategy.needs(ctx);
       let inputs: QkvInputs | null = null;
-      let qkvRows = 0;
-      if (need === 'all' || need === 'conditional') {
-        if (need === 'conditional' && !cfg) throw new InvalidArgumentError(`Strategy "${method}" asked for the conditional rows of a batch without CFG`);
-        const src = need === 'all' ? xt : cfgHalves(xt, cfg!).cond;
-        qkvRows = src.shape[0]!;
-        inputs = { rows: need, q: rowsOf(linear(src.data, w.wq, C), qkvRows), k: rowsOf(linear(src.data, w.wk, C), qkvRows), v: rowsOf(linear(src.data, w.wv, C), qkvRows) };
-      } else if (need !== 'none') {
-        throw new InvalidArgumentError(`Strategy "${method}" returned an unknown need ${JSON.stringify(need)}`);
-      }
-      const result = await strategy.run(ctx, inputs);
-      let projected: Tensor;
-      let outProjectionRows = 0;
-      if (result.kind === 'attention') {
-        const rows = result.rows === 'conditional' ? (cfg ? B / 2 : B) : B;
-        if (result.rows === 'conditional' && !cfg) throw new InvalidArgumentError(`Strategy "${method}" returned conditional rows for a batch without CFG`);
-        const s = result.output.shape;
-        if (s.length !== 4 || s[0] !== rows || s[1] !== L || s[2] !== H || s[3] !== D) {
-          throw new ShapeMismatchError(`Expected "${method}" to return attention of shape [${rows}, ${L}, ${H}, ${D}] but received [${s.join(', ')}]`);
-        }
-        const o = tensor(linear(result.output.data, w.wo, C), [rows, L, C]);
-        outProjectionRows = rows;
-        counts.outProjectionCalls += 1;
-        projected = result.rows === 'conditional' ? broadcastCfg(o) : o;
-        for (const name of strategies.names()) strategies.get(name)?.observe?.(ctx, { kind: 'projected', output: projected });
-      } else if (result.kind === 'projected') {
-        const s = result.output.shape;
-        if (s.length !== 3 || s[0] !== B || s[1] !== L || s[2] !== C) {
-          throw new ShapeMismatchError(`Expected "${method}" to return a projected output of shape [${B}, ${L}, ${C}] but received [${s.join(', ')}]`);
-        }
-        projected = result.output;
-      } else {
-        throw new InvalidArgumentError(`Strategy "${method}" returned an unknown result kind ${JSON.stringify((result as { kind?: unknown }).kind)}`);
-      }
+      let attention: { output: Tensor; rows: RowSelection } | null = null;
+      const projected = await executeAttention(strategy, ctx, {
+        qkv: async (rows) => {
+          const src = rows === 'all' ? xt : cfgHalves(xt, cfg!).cond;
+          const R = src.shape[0]!;
+          inputs = { rows, q: rowsOf(linear(src.data, w.wq, C), R), k: rowsOf(linear(src.data, w.wk, C), R), v: rowsOf(linear(src.data, w.wv, C), R) };
+          return inputs;
+        },
+        project: async (output, rows) => {
+          attention = { output, rows };
+          counts.outProjectionCalls += 1;
+          return tensor(linear(output.data, w.wo, C), [output.shape[0]!, L, C]);
+        },
+        shape: { batch: B, tokens: L, heads: H, headDim: D, channels: C },
+      });
+      const used = inputs as QkvInputs | null;
+      const attended = attention as { output: Tensor; rows: RowSelection } | null;
+      const qkvRows = used ? used.q.shape[0]! : 0;
+      const outProjectionRows = attended ? attended.output.shape[0]! : 0;
       counts.qkvRows += qkvRows;
       counts.outProjectionRows += outProjectionRows;
       const entry: BlockTrace = {
         step,
         block,
         method,
-        need,
+        need: used ? used.rows : 'none',
         qkvRows,
         outProjectionRows,
-        result: { kind: result.kind, rows: result.kind === 'attention' ? result.rows : null },
-        inputs: keep ? inputs : null,
-        output: keep ? result.output : null,
+        result: attended ? { kind: 'attention', rows: attended.rows } : { kind: 'projected', rows: null },
+        inputs: keep ? used : null,
+        output: keep ? (attended ? attended.output : projected) : null,
         projected: keep ? projected : null,
       };
       trace.push(entry);

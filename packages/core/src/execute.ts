@@ -11,6 +11,27 @@ export interface AttentionHooks {
   qkv(rows: RowSelection): Promise<{ q: Tensor; k: Tensor; v: Tensor }>;
   /** Out-projection of an attention output `[rows, L, H, D]` → `[rows, L, C]`. */
   project(attention: Tensor, rows: RowSelection): Promise<Tensor>;
+  /**
+   * The block's sizes. When given, a strategy's result is checked before it is used: attention must be
+   * `[rows, L, H, D]` (rows = B, or B/2 for the conditional half) and a projected output `[B, L, C]`;
+   * a mismatch throws a {@link ShapeMismatchError} naming the strategy.
+   */
+  readonly shape?: BlockShape;
+}
+
+/** Sizes of one block's self-attention: batch rows B (2n under CFG), tokens L, heads H, head dim D, channels C. */
+export interface BlockShape {
+  readonly batch: number;
+  readonly tokens: number;
+  readonly heads: number;
+  readonly headDim: number;
+  readonly channels: number;
+}
+
+function expectShape(strategy: AttentionStrategy, what: string, t: Tensor, expected: readonly number[]): void {
+  if (t.shape.length !== expected.length || t.shape.some((d, i) => d !== expected[i])) {
+    throw new ShapeMismatchError(`Expected strategy "${strategy.name}" to return ${what} of shape [${expected.join(', ')}] but received [${t.shape.join(', ')}]`);
+  }
 }
 
 /**
@@ -27,12 +48,20 @@ export async function executeAttention(strategy: AttentionStrategy, ctx: Strateg
   const rows: RowSelection = need === 'conditional' && ctx.cfg ? 'conditional' : 'all';
   const inputs = need === 'none' ? null : { rows, ...(await hooks.qkv(rows)) };
   const result = await strategy.run(ctx, inputs);
-  if (result.kind === 'projected') return result.output;
+  const shape = hooks.shape;
+  if (result.kind === 'projected') {
+    if (shape) expectShape(strategy, 'a projected output', result.output, [shape.batch, shape.tokens, shape.channels]);
+    return result.output;
+  }
   if (result.kind !== 'attention') {
     throw new InvalidArgumentError(`Expected strategy "${strategy.name}" to return an 'attention' or 'projected' result but received ${describeValue((result as { kind?: unknown }).kind)}`);
   }
   if (result.rows === 'conditional' && !ctx.cfg) {
     throw new ShapeMismatchError(`Strategy "${strategy.name}" returned the conditional half only, but the batch is not a CFG batch`);
+  }
+  if (shape) {
+    const rows = result.rows === 'conditional' ? shape.batch / 2 : shape.batch;
+    expectShape(strategy, `attention (rows ${result.rows})`, result.output, [rows, shape.tokens, shape.heads, shape.headDim]);
   }
   let projected = await hooks.project(result.output, result.rows);
   if (result.rows === 'conditional') projected = concatBatch([projected, projected]);

@@ -456,16 +456,15 @@ export class TransformerModel {
         project: async (attention, rowSel) => {
           const d0 = performance.now();
           const R = rowSel === 'conditional' ? condRowsCount : B;
-          checkShape(`attention output of strategy "${strategy.name}" (rows ${rowSel})`, attention, [R, L, heads, D]);
           trace?.(`block.${b}.attn_core`, attention);
           const y = (await sessions.out.run({ a: new ort.Tensor('float32', attention.data, [R, L, C]) })).y!;
           denseMs += performance.now() - d0;
           return asTensor(y, [R, L, C]);
         },
+        shape: { batch: B, tokens: L, heads, headDim: D, channels: C }, // core checks every strategy result
       });
       attentionMs += performance.now() - t0 - denseMs;
       ortMs += denseMs;
-      checkShape(`projected attention output of strategy "${strategy.name}"`, projectedTensor, [B, L, C]);
       const projected = new ort.Tensor('float32', projectedTensor.data, [B, L, C]);
       trace?.(`block.${b}.attn_out`, projectedTensor);
       const feeds: Record<string, OrtTensor> = { x: h, attn: projected, mod, ...(emb.cross?.[b] ?? {}) };
