@@ -190,6 +190,25 @@ def _f(v, nd=3):
     return "n/a" if v is None else f"{v:.{nd}f}"
 
 
+
+def lr_history(log: list, targs: dict) -> str:
+    """The learning rate after warm-up as the log saw it: '3e-4' or '3e-4 until step 740, 8e-4 from step 750 (...)'
+    when a resumed run changed it."""
+    warm = int(targs.get("warmup") or 0)
+    spans: list = []  # [lr, first step, last step]
+    for r in log:
+        if r["step"] <= warm or "lr" not in r:
+            continue
+        if spans and abs(spans[-1][0] - r["lr"]) <= 1e-12:
+            spans[-1][2] = r["step"]
+        else:
+            spans.append([r["lr"], r["step"], r["step"]])
+    if len(spans) <= 1:
+        return f"{spans[0][0] if spans else targs.get('lr')}"
+    parts = [f"{lr:g} until step {b}" for lr, _a, b in spans[:-1]]
+    parts.append(f"{spans[-1][0]:g} from step {spans[-1][1]} (changed at a resume)")
+    return ", ".join(parts)
+
 def write_card(out, cfg, step, log, targs, scores, analysis, status) -> None:
     last = log[-50:] if log else []
     loss = np.mean([r["loss"] for r in last]) if last else None
@@ -233,7 +252,7 @@ def write_card(out, cfg, step, log, targs, scores, analysis, status) -> None:
     L.append("- Diffusion: 1000 steps, linear betas 1e-4…0.02, eps prediction, learned-range variance. Loss = DiT's "
              "hybrid loss: eps MSE + VLB term (the VLB sees the eps prediction detached, so it trains only the "
              "variance channel), uniform t.")
-    L.append(f"- Class dropout 0.1 to the null class; AdamW lr {targs.get('lr')} (linear warm-up {targs.get('warmup')} "
+    L.append(f"- Class dropout 0.1 to the null class; AdamW lr {lr_history(log, targs)} (linear warm-up {targs.get('warmup')} "
              f"steps, no decay, no weight decay), grad-norm clip {targs.get('grad_clip')}; EMA {targs.get('ema')} "
              f"(with warm-up min(decay, (1+n)/(10+n))); seed {targs.get('seed')}. The exported weights are the EMA.")
     L.append("- Loss curve (`train_log.jsonl` is the full log):\n\n![loss curve](loss_curve.png)\n")
