@@ -1,0 +1,75 @@
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { parsePlan } from '@ditfa/core';
+import { THRESHOLDS } from '@ditfa/planner';
+import { decodePng } from '@ditfa/image';
+import { describe, expect, it } from 'vitest';
+import { ExitCode } from '../src/index.js';
+import { cli } from './cli-helper.js';
+
+/**
+ * The CLI on the model bundled with the repository (models/fashion-dit), with few samples: what a new
+ * user's `ditfa demo` does, and a check that the plans shipped beside the model still belong to its
+ * weights (a re-exported model without `pnpm plans:ship` fails here rather than silently recalibrating).
+ */
+const bundled = resolve(__dirname, '../../../models/fashion-dit');
+const present = existsSync(join(bundled, 'weights.safetensors')) && existsSync(join(bundled, 'plans', 'D1.json'));
+const LEVELS = ['D1', 'D2', 'D3', 'D4', 'D5', 'D6'] as const;
+
+describe.skipIf(!present)('ditfa end to end on the bundled model', { timeout: 300_000 }, () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ditfa-e2e-bundled-'));
+
+  it('demo: uses the shipped plans, and its report has every level with FLOPs falling as δ grows', async () => {
+    const out = join(dir, 'demo');
+    const r = await cli('--json', 'demo', '--samples', '2', '--out', out);
+    expect(r.code, r.err).toBe(ExitCode.Ok);
+    const report = JSON.parse(readFileSync(join(out, 'report.json'), 'utf8'));
+    expect(report.rows.map((row: { level: string }) => row.level)).toEqual(['raw', ...LEVELS]);
+    // the demo's defaults (20 steps, CFG 4, DPM++) are what the shipped plans were made for
+    expect(report.rows.slice(1).map((row: { planSource: string }) => row.planSource)).toEqual(LEVELS.map(() => 'shipped'));
+    const fractions = report.rows.map((row: { measure: { attentionFlopsFraction: number } }) => row.measure.attentionFlopsFraction);
+    expect(fractions[0]).toBe(1);
+    for (let i = 1; i < fractions.length; i++) expect(fractions[i]).toBeLessThanOrEqual(fractions[i - 1]);
+    expect(fractions[6]).toBeLessThan(fractions[1]);
+    for (const [i, row] of report.rows.entries()) {
+      const m = row.measure;
+      expect(m.seconds).toBeGreaterThan(0);
+      expect(m.quality.samples).toBe(2); // the bundled classifier judges the bundled model's samples
+      expect(m.quality.accuracy).toBeGreaterThanOrEqual(0);
+      expect(m.quality.accuracy).toBeLessThanOrEqual(1);
+      expect(Number.isFinite(m.quality.frechet)).toBe(true);
+      if (i === 0) expect(m.psnrVsRaw).toBeNull();
+      else expect(m.psnrVsRaw).toBeGreaterThan(0);
+      // 2 samples of 32×32, upscaled 2×, one row, 2 px padding
+      const grid = decodePng(readFileSync(join(out, row.grid)));
+      expect([grid.width, grid.height]).toEqual([2 * 64 + 3 * 2, 64 + 2 * 2]);
+      if (i > 0) expect(decodePng(readFileSync(join(out, row.heatmap))).width).toBeGreaterThan(0);
+    }
+    expect(readFileSync(join(out, 'report.md'), 'utf8')).toContain('| raw |');
+  });
+
+  it('every shipped plan is valid, says its level and parses as a plan for 6 blocks', () => {
+    for (const level of LEVELS) {
+      const plan = parsePlan(readFileSync(join(bundled, 'plans', `${level}.json`), 'utf8'));
+      expect(plan.threshold.delta).toBe(THRESHOLDS[level]);
+      expect(plan.numBlocks).toBe(6);
+    }
+  });
+
+  it('calibrate, generate and bench run on it with few steps', async () => {
+    const plan = join(dir, 'plan.json');
+    const cal = await cli('--json', 'calibrate', '--threshold', 'D4', '--steps', '4', '--calib', '1', '--out', plan);
+    expect(cal.code, cal.err).toBe(ExitCode.Ok);
+    expect(parsePlan(readFileSync(plan, 'utf8')).steps).toHaveLength(4);
+    const grid = join(dir, 'grid.png');
+    const gen = await cli('--json', 'generate', '--plan', plan, '--class', '7', '--steps', '4', '--out', grid);
+    expect(gen.code, gen.err).toBe(ExitCode.Ok);
+    expect(decodePng(readFileSync(grid)).width).toBe(64 + 2 * 2); // one 32×32 sample upscaled 2×, 2 px padding
+    const b = await cli('--json', 'bench', '--plan', plan, '--batch', '2');
+    expect(b.code, b.err).toBe(ExitCode.Ok);
+    const m = JSON.parse(b.out);
+    expect(m.planned.attentionFlopsFraction).toBeLessThanOrEqual(1);
+    expect(m.raw.quality.samples).toBe(2);
+  });
+});
