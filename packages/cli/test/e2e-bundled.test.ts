@@ -32,6 +32,12 @@ describe.skipIf(!present)('ditfa end to end on the bundled model', { timeout: 30
     expect(fractions[0]).toBe(1);
     for (let i = 1; i < fractions.length; i++) expect(fractions[i]).toBeLessThanOrEqual(fractions[i - 1]);
     expect(fractions[6]).toBeLessThan(fractions[1]);
+    // what ran is what the planner predicted: no strategy fell back, and the counts agree exactly
+    for (const [i, level] of LEVELS.entries()) {
+      const shipped = parsePlan(readFileSync(join(bundled, 'plans', `${level}.json`), 'utf8'));
+      expect(report.rows[i + 1].measure.fallbacks).toBe(0);
+      expect(fractions[i + 1]).toBe(shipped.totals.attentionFlopsFraction);
+    }
     for (const [i, row] of report.rows.entries()) {
       const m = row.measure;
       expect(m.seconds).toBeGreaterThan(0);

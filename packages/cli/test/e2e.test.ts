@@ -54,7 +54,9 @@ describe('ditfa end to end on a small model', { timeout: 180_000 }, () => {
     expect(b.code, b.err).toBe(0);
     const r = JSON.parse(b.out);
     expect(r.raw.attentionFlopsFraction).toBe(1);
+    // counted from what ran (the pipeline) and predicted by the planner: the same when nothing fell back
     expect(r.planned.attentionFlopsFraction).toBe(doc.totals.attentionFlopsFraction);
+    expect(r.planned.fallbacks).toBe(0);
     expect(r.raw.seconds).toBeGreaterThan(0);
     expect(r.planned.psnrVsRaw).toBeGreaterThan(0);
     expect(r.raw.quality.samples).toBe(4);

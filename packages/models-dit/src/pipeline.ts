@@ -25,6 +25,8 @@ import {
   expectInteger,
   fullStrategy,
   planView,
+  rawAttentionFlops,
+  residualNeededAhead,
   resolveBackend,
   strategyRegistry,
   strategySet,
@@ -138,6 +140,24 @@ export interface GenerateResult {
   readonly png?: readonly Uint8Array[];
   readonly timings: { readonly attentionMs: number; readonly otherMs: number; readonly ortMs: number; readonly decodeMs: number };
   readonly cache: ReturnType<CacheManager['stats']>;
+  /**
+   * Attention FLOPs of what ran, counted like the planner counts a plan (each method's `flops`, with the
+   * WA-RS residual refresh where a later step reads it) but with the method a strategy fell back to
+   * (`fallback` events) in place of the planned one. Without fallbacks `fraction` equals the plan's
+   * `totals.attentionFlopsFraction`.
+   */
+  readonly attention: AttentionWork;
+}
+
+/** Attention work of one generation. */
+export interface AttentionWork {
+  readonly flops: number;
+  /** The same generation with full attention on every (step, block). */
+  readonly rawFlops: number;
+  /** `flops / rawFlops`. */
+  readonly fraction: number;
+  /** (step, block) calls that fell back to another method. */
+  readonly fallbacks: number;
 }
 
 /** `@ditfa/planner`'s `CalibrationTarget`, restated structurally so this package does not depend on the planner. */
@@ -290,10 +310,13 @@ export class Pipeline {
     let attentionMs = 0;
     let otherMs = 0;
     let ortMs = 0;
+    const shape: AttentionShape = { batch: cfg ? 2 * n : n, tokens: this.model.tokenGrid(height, width).tokens, channels: c.hiddenSize, cfg, window: expected.window };
+    const work = { flops: 0, rawFlops: 0, fallbacks: 0 };
     for (let i = 0; i < steps; i++) {
       throwIfAborted(options.signal, 'The generation');
       const t = sampler.timesteps[i]!;
       const input = cfg ? concatBatch([x, x]) : x;
+      const fellBackTo = new Map<number, string>();
       const { output, timings } = await this.model.forward(input, t, cond, {
         step: i,
         plan: view,
@@ -304,8 +327,12 @@ export class Pipeline {
         window: expected.window,
         compute: this.#options.compute ?? 'fp32',
         signal: options.signal,
-        onEvent: (e) => this.#options.onEvent?.(e),
+        onEvent: (e) => {
+          if (e.type === 'fallback' && e.step === i) fellBackTo.set(e.block, e.to);
+          this.#options.onEvent?.(e);
+        },
       });
+      this.#countAttention(work, shape, view, i, steps, fellBackTo);
       const s0 = performance.now();
       x = samplerStep(sampler, rng, x, output, i, { layout, scale, channels: options.guidanceChannels ?? 'all', learnSigma: c.learnSigma });
       attentionMs += timings.attentionMs;
@@ -316,12 +343,26 @@ export class Pipeline {
       this.#options.onEvent?.(event);
     }
     const stats = this.#cache.stats();
+    const attention: AttentionWork = { ...work, fraction: work.rawFlops === 0 ? 0 : work.flops / work.rawFlops };
     const decode = options.images ?? (this.#options.vae !== undefined || this.#pixelSpace());
-    if (!decode) return { latents: x, timings: { attentionMs, otherMs, ortMs, decodeMs: 0 }, cache: stats };
+    if (!decode) return { latents: x, timings: { attentionMs, otherMs, ortMs, decodeMs: 0 }, cache: stats, attention };
     const d0 = performance.now();
     const images = await this.decode(x);
     const png = tensorToImages(images).map((img) => new Uint8Array(encodePng(img)));
-    return { latents: x, images, png, timings: { attentionMs, otherMs, ortMs, decodeMs: performance.now() - d0 }, cache: stats };
+    return { latents: x, images, png, timings: { attentionMs, otherMs, ortMs, decodeMs: performance.now() - d0 }, cache: stats, attention };
+  }
+
+  /** Adds step `step`'s attention FLOPs (planned methods, or what they fell back to) to `work`. */
+  #countAttention(work: { flops: number; rawFlops: number; fallbacks: number }, shape: AttentionShape, plan: PlanView, step: number, numSteps: number, fellBackTo: ReadonlyMap<number, string>): void {
+    for (let block = 0; block < this.model.numBlocks; block++) {
+      const method = fellBackTo.get(block) ?? plan.methodAt(step, block) ?? 'full';
+      if (fellBackTo.has(block)) work.fallbacks += 1;
+      const strategy = this.#strategies.get(method);
+      if (!strategy) throw new InvalidArgumentError(`Expected a strategy for method "${method}" (step ${step}, block ${block}) but the pipeline has: ${this.#strategies.names().join(', ')}`);
+      const refreshResidual = strategy.traits.refreshesResidual && residualNeededAhead({ step, block, numSteps, plan, strategies: this.#strategies });
+      work.flops += strategy.flops(shape, { refreshResidual });
+      work.rawFlops += rawAttentionFlops(shape);
+    }
   }
 
   #pixelSpace(): boolean {

@@ -1,4 +1,4 @@
-import { ErrorCode, type PlanDocument, tensor } from '@ditfa/core';
+import { ErrorCode, type PlanDocument, attentionFlops, tensor, windowFlops } from '@ditfa/core';
 import { GraphBuilder } from '@ditfa/ort-graph';
 import { asc } from '@ditfa/strategy-asc';
 import { ast } from '@ditfa/strategy-ast';
@@ -35,6 +35,43 @@ function toyVae(): Uint8Array {
   g.output(g.op('Resize', [rgb, '', g.constF([1, 1, 2, 2], [4])], { mode: 'nearest' }), 'sample');
   return g.toModel();
 }
+
+describe('attention work of a generation', () => {
+  // 16 tokens, C = 32, 2 blocks, 2 samples under CFG (B = 4), default window L/8 = 2 tokens per side
+  const A = attentionFlops(4, 16, 16, 32);
+  const W = windowFlops(4, 16, 32, { kind: '1d', size: 2 });
+  const warsAfterFull = (s: number) => (s === 0 ? 'full' : 'wars');
+
+  it('counts what the plan predicts when nothing falls back, and full attention without a plan', async () => {
+    const model = await loadModel(randomCheckpoint(dit, { seed: 5 }), { config: dit, threads: 1 });
+    const pipe = createPipeline(model, { strategies: [wars(), ast(), ...asc()] });
+    try {
+      const plan = planFor(pipe.fingerprint({ steps: 4, guidanceScale: 4 }), 2, warsAfterFull);
+      const r = await pipe.generate({ classLabels: [1, 2], seed: 3, steps: 4, guidanceScale: 4, images: false, plan });
+      // per block: step 0 full + the residual for the WA-RS steps, steps 1-3 the window
+      expect(r.attention).toEqual({ flops: 2 * (A + W + 3 * W), rawFlops: 2 * 4 * A, fallbacks: 0, fraction: (A + 4 * W) / (4 * A) });
+      const raw = await pipe.generate({ classLabels: [1, 2], seed: 3, steps: 4, guidanceScale: 4, images: false });
+      expect(raw.attention).toEqual({ flops: 8 * A, rawFlops: 8 * A, fallbacks: 0, fraction: 1 });
+    } finally {
+      await pipe.dispose();
+    }
+  });
+
+  it('counts the full attention a strategy fell back to when the cache budget refused its residual', async () => {
+    const model = await loadModel(randomCheckpoint(dit, { seed: 5 }), { config: dit, threads: 1 });
+    const events: PipelineEvent[] = [];
+    const pipe = createPipeline(model, { strategies: [wars(), ast(), ...asc()], cacheBudgetBytes: 1, onEvent: (e) => events.push(e) });
+    try {
+      const plan = planFor(pipe.fingerprint({ steps: 4, guidanceScale: 4 }), 2, warsAfterFull);
+      const r = await pipe.generate({ classLabels: [1, 2], seed: 3, steps: 4, guidanceScale: 4, images: false, plan });
+      expect(events.filter((e) => e.type === 'fallback')).toHaveLength(6);
+      // per block: steps 0-2 full + a residual (a later WA-RS step would read it), step 3 plain full
+      expect(r.attention).toEqual({ flops: 2 * (4 * A + 3 * W), rawFlops: 8 * A, fallbacks: 6, fraction: (4 * A + 3 * W) / (4 * A) });
+    } finally {
+      await pipe.dispose();
+    }
+  });
+});
 
 describe('DiT pipeline', () => {
   const events: PipelineEvent[] = [];

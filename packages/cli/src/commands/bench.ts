@@ -14,7 +14,10 @@ export interface RunMeasure {
   readonly attentionSeconds: number;
   readonly otherSeconds: number;
   readonly cacheBytesPeak: number;
+  /** Attention FLOPs of what ran ÷ full attention (the plan's prediction unless strategies fell back). */
   readonly attentionFlopsFraction: number;
+  /** (step, block) calls that fell back from the planned method (a cache budget refused, say). */
+  readonly fallbacks: number;
   readonly psnrVsRaw: number | null;
   readonly quality: Scores | null;
 }
@@ -60,7 +63,8 @@ export async function measure(pipe: Pipeline, request: GenerateOptions, plan: Pl
       attentionSeconds: result.timings.attentionMs / 1000,
       otherSeconds: seconds - result.timings.attentionMs / 1000,
       cacheBytesPeak: result.cache.peakBytes,
-      attentionFlopsFraction: plan ? plan.totals.attentionFlopsFraction : 1,
+      attentionFlopsFraction: result.attention.fraction,
+      fallbacks: result.attention.fallbacks,
       psnrVsRaw: a && raw ? psnr(a.data, b.data, { peak: 2 }) : null,
       quality,
     },
@@ -79,6 +83,7 @@ export interface BenchOptions {
 const fmt = (m: RunMeasure): string =>
   `${m.seconds.toFixed(2)} s (attention ${m.attentionSeconds.toFixed(2)} s, other ${m.otherSeconds.toFixed(2)} s), attention FLOPs ${(100 * m.attentionFlopsFraction).toFixed(1)} %, ` +
   `cache peak ${(m.cacheBytesPeak / 2 ** 20).toFixed(2)} MiB` +
+  (m.fallbacks > 0 ? `, ${m.fallbacks} fallbacks from the plan` : '') +
   (m.psnrVsRaw !== null ? `, PSNR vs raw ${Number.isFinite(m.psnrVsRaw) ? m.psnrVsRaw.toFixed(2) : '∞'} dB` : '') +
   (m.quality ? `, accuracy ${(100 * m.quality.accuracy).toFixed(1)} %, Fréchet ${m.quality.frechet.toFixed(3)}` : '');
 
