@@ -3,16 +3,53 @@
 // the demo's settings, so `ditfa demo` finishes in minutes. Plans are fingerprinted with the weights'
 // hash: re-run this after every new export of the model, or the demo calibrates them itself (slowly)
 // and says so in its report.
-import { execFileSync } from 'node:child_process';
+//
+//   node scripts/ship-plans.mjs [--jobs N] [D1 D2 ...]
+//
+// --jobs N runs N calibrations at once, each with ⌈cores / N⌉ onnxruntime threads (default: one job
+// per core; the small model's layers do not keep two threads busy, separate processes do).
+import { spawn } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 
 const root = path.resolve(new URL('..', import.meta.url).pathname);
 const bin = path.join(root, 'packages/cli/dist/bin.js');
 const out = path.join(root, 'models/fashion-dit/plans');
 mkdirSync(out, { recursive: true });
-// Keep these equal to `ditfa demo`'s defaults (steps 20, guidance 4, DPM-Solver++, calib 8, seed 3).
-const levels = process.argv.length > 2 ? process.argv.slice(2) : ['D1', 'D2', 'D3', 'D4', 'D5', 'D6'];
-for (const level of levels) {
-  execFileSync(process.execPath, [bin, 'calibrate', '--threshold', level, '--steps', '20', '--guidance', '4', '--sampler', 'dpm++', '--calib', '8', '--seed', '3', '--out', path.join(out, `${level}.json`)], { stdio: 'inherit' });
+
+const args = process.argv.slice(2).filter((a) => a !== '--'); // pnpm run passes the separator through
+const cores = os.availableParallelism();
+let jobs = cores;
+const j = args.indexOf('--jobs');
+if (j >= 0) {
+  jobs = Number(args[j + 1]);
+  if (!Number.isInteger(jobs) || jobs < 1) {
+    console.error(`ship-plans: expected --jobs to be a positive integer but received ${JSON.stringify(args[j + 1])}`);
+    process.exit(2);
+  }
+  args.splice(j, 2);
 }
+const levels = args.length > 0 ? args : ['D1', 'D2', 'D3', 'D4', 'D5', 'D6'];
+const threads = String(Math.max(1, Math.ceil(cores / jobs)));
+
+// Keep these equal to `ditfa demo`'s defaults (steps 20, guidance 4, DPM-Solver++, calib 8, seed 3).
+function calibrate(level) {
+  const argv = [bin, '--json', 'calibrate', '--threshold', level, '--steps', '20', '--guidance', '4', '--sampler', 'dpm++', '--calib', '8', '--seed', '3', '--threads', threads, '--out', path.join(out, `${level}.json`)];
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, argv, { stdio: ['ignore', 'ignore', 'inherit'] });
+    child.on('error', reject);
+    child.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`calibrating ${level} exited with ${code}`))));
+  });
+}
+
+const started = performance.now();
+const queue = [...levels];
+await Promise.all(
+  Array.from({ length: Math.min(jobs, queue.length) }, async () => {
+    for (let level = queue.shift(); level !== undefined; level = queue.shift()) {
+      await calibrate(level);
+      console.log(`ship-plans: ${level} written (${((performance.now() - started) / 1000).toFixed(0)} s)`);
+    }
+  }),
+);
