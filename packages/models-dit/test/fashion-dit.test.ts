@@ -7,7 +7,7 @@ import { guideBatch } from '@ditfa/samplers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadModel } from '../src/load.js';
 import { type Pipeline, createPipeline } from '../src/pipeline.js';
-import { maxRelError } from './fixtures.js';
+import { maxRelError, maxScaledError } from './fixtures.js';
 
 // The pixel-space DiT trained on Fashion-MNIST (models/fashion-dit: weights, config.json in DiT-original
 // names, and golden.safetensors written by tools/export_model.py from the PyTorch module).
@@ -34,7 +34,9 @@ describe.skipIf(!present)('golden: models/fashion-dit (1 channel in, 2 out, 32×
     const { output } = await pipe.model.forward(f32('input.x'), ints('input.t'), { classLabels: ints('input.y') }, { trace: (n, v) => traced.set(n, v) });
     expect(maxRelError(output.data, f32('output.out').data)).toBeLessThan(1e-4);
     for (const [mine, theirs] of [['tokens', 'x_tokens'], ['c', 'c'], ['t_freq', 't_freq'], ['block.0.out', 'block.0.out'], ['block.5.out', 'block.5.out'], ['final_tokens', 'final_tokens']]) {
-      expect(maxRelError(traced.get(mine!)!.data, f32(`inter.${theirs}`).data), theirs).toBeLessThan(1e-4);
+      // The trained model's residual stream reaches |x| ≈ 50 by block 5, where ORT's and PyTorch's float32
+      // summation orders differ by up to 2.8e-4 on entries near 1: compare at the tensor's scale.
+      expect(maxScaledError(traced.get(mine!)!.data, f32(`inter.${theirs}`).data), theirs).toBeLessThan(1e-4);
     }
     const cfg = await pipe.model.forward(f32('cfg.input.x'), ints('cfg.input.t'), { classLabels: ints('cfg.input.y') }, { cfg: { order: 'cond-first' } });
     expect(maxRelError(cfg.output.data, f32('cfg.output.raw_forward').data)).toBeLessThan(1e-4);

@@ -38,6 +38,19 @@ export class Io {
 }
 
 /** `max |a − b| / max(|b|, 1)` (the fixtures' relative measure). */
+/** max |a − b| over the scale of `b` (max |b|, at least 1): for hidden states whose small entries carry rounding of the large ones. */
+export function maxScaledError(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  if (a.length !== b.length) throw new Error(`length ${a.length} vs ${b.length}`);
+  let scale = 1;
+  let m = 0;
+  for (let i = 0; i < b.length; i++) scale = Math.max(scale, Math.abs(b[i]!));
+  for (let i = 0; i < a.length; i++) {
+    const e = Math.abs(a[i]! - b[i]!);
+    if (!(e <= m)) m = e;
+  }
+  return m / scale;
+}
+
 export function maxRelError(a: ArrayLike<number>, b: ArrayLike<number>): number {
   if (a.length !== b.length) throw new Error(`length ${a.length} vs ${b.length}`);
   let m = 0;
