@@ -1,4 +1,5 @@
-import type { StrategyContext } from './strategy.js';
+import type { AttentionShape } from './flops.js';
+import type { AttentionStrategy, StrategyContext } from './strategy.js';
 
 /** The part of a strategy context lookahead reads. */
 export type LookaheadContext = Pick<StrategyContext, 'step' | 'block' | 'numSteps' | 'plan' | 'strategies'>;
@@ -28,4 +29,14 @@ export function outputNeededNext(ctx: LookaheadContext): boolean {
   const method = ctx.plan.methodAt(ctx.step + 1, ctx.block);
   if (method === undefined) return true;
   return ctx.strategies.get(method)?.traits.reusesOutput ?? false;
+}
+
+/**
+ * Attention FLOPs of `strategy` at (step, block) of a plan: its `flops`, with the WA-RS residual refresh
+ * counted when a later step of the block reads the residual. Plans (the planner) and runs (the pipeline)
+ * are both counted with this, so a run without fallbacks reproduces its plan's total exactly.
+ */
+export function blockAttentionFlops(strategy: AttentionStrategy, shape: AttentionShape, ctx: LookaheadContext): number {
+  const refreshResidual = strategy.traits.refreshesResidual && residualNeededAhead(ctx);
+  return strategy.flops(shape, { refreshResidual });
 }

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import {
   CacheKind,
   CacheManager,
+  blockAttentionFlops,
   createReferenceBackend,
   defineStrategy,
   fullStrategy,
@@ -66,6 +67,13 @@ describe('plan lookahead', () => {
     expect(residualNeededAhead(context(['full', 'ast', 'ast'], 0, b))).toBe(false);
     // undecided future steps (calibration) might consume it
     expect(residualNeededAhead(context(['full', undefined], 0, b))).toBe(true);
+  });
+  it('counts a full step\'s FLOPs with the residual refresh only when a later step reads it', () => {
+    // B = 2, L = 8, C = 4, window 1 token per side: 8 + 2·7 = 22 pairs
+    const shape = { batch: 2, tokens: 8, channels: 4, cfg: false, window: { kind: '1d', size: 1 } } as const;
+    const full = fullStrategy();
+    expect(blockAttentionFlops(full, shape, context(['full', 'ast', 'wars'], 0, b))).toBe(4 * 2 * 64 * 4 + 4 * 2 * 22 * 4);
+    expect(blockAttentionFlops(full, shape, context(['full', 'full', 'wars'], 0, b))).toBe(4 * 2 * 64 * 4);
   });
   it('keeps the output only when the next step reuses it', () => {
     expect(outputNeededNext(context(['full', 'ast'], 0, b))).toBe(true);

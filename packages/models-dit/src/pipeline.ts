@@ -3,6 +3,8 @@ import {
   type AttentionStrategy,
   type CacheProvider,
   BackendUnavailableError,
+  StrategyNotFoundError,
+  blockAttentionFlops,
   type CacheEvent,
   CacheManager,
   type CfgLayout,
@@ -26,7 +28,6 @@ import {
   fullStrategy,
   planView,
   rawAttentionFlops,
-  residualNeededAhead,
   resolveBackend,
   strategyRegistry,
   strategySet,
@@ -358,9 +359,8 @@ export class Pipeline {
       const method = fellBackTo.get(block) ?? plan.methodAt(step, block) ?? 'full';
       if (fellBackTo.has(block)) work.fallbacks += 1;
       const strategy = this.#strategies.get(method);
-      if (!strategy) throw new InvalidArgumentError(`Expected a strategy for method "${method}" (step ${step}, block ${block}) but the pipeline has: ${this.#strategies.names().join(', ')}`);
-      const refreshResidual = strategy.traits.refreshesResidual && residualNeededAhead({ step, block, numSteps, plan, strategies: this.#strategies });
-      work.flops += strategy.flops(shape, { refreshResidual });
+      if (!strategy) throw new StrategyNotFoundError(`Expected a strategy for method "${method}" (step ${step}, block ${block}) but the pipeline has: ${this.#strategies.names().join(', ')}`);
+      work.flops += blockAttentionFlops(strategy, shape, { step, block, numSteps, plan, strategies: this.#strategies });
       work.rawFlops += rawAttentionFlops(shape);
     }
   }

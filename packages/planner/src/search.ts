@@ -9,7 +9,7 @@ import {
   diffFingerprints,
   meanRelativeAbsoluteError,
   rawAttentionFlops,
-  residualNeededAhead,
+  blockAttentionFlops,
   type CacheProvider,
   type PlanDocument,
   type PlanEntry,
@@ -282,8 +282,7 @@ export function buildPlanDocument(
       const strategy = target.strategies.get(d.method);
       if (!strategy) throw new StrategyNotFoundError(`Expected a strategy for method "${d.method}" but none is in the pipeline`);
       const shape = target.attentionShape(block);
-      const refreshResidual = strategy.traits.refreshesResidual && residualNeededAhead({ step, block, numSteps: T, plan, strategies: target.strategies });
-      const flops = strategy.flops(shape, { refreshResidual });
+      const flops = blockAttentionFlops(strategy, shape, { step, block, numSteps: T, plan, strategies: target.strategies });
       const r = rawAttentionFlops(shape);
       total += flops;
       raw += r;
