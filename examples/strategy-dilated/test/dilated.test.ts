@@ -1,6 +1,8 @@
 import {
   StrategyRegistry,
+  checkStrategySet,
   createReferenceBackend,
+  defineLayers,
   fullStrategy,
   getKernel,
   maxAbsDiff,
@@ -10,6 +12,7 @@ import {
   tensor,
   validatePlan,
   type AttentionShape,
+  type AttentionLayer,
   type PlanDocument,
   type Tensor,
 } from '@ditfa/core';
@@ -74,6 +77,24 @@ describe('the plugin through the registries', () => {
     registerKernels();
     expect(getKernel(DILATED_KERNEL, 'reference')).toBeDefined();
     expect(registry.names()).toEqual(['full', 'wars', 'window-no-residual', 'ast', 'full+asc', 'wars+asc', 'dilated']);
+    // core's plain full gave way to @ditfa/strategy-wars's, which writes what wars reads
+    expect(registry.get('full')?.caches.writes).toEqual(['residual']);
+    expect(() => checkStrategySet(registry)).not.toThrow();
+    expect(registry.get('dilated')?.caches).toEqual({ reads: [], writes: [], observes: [] });
+  });
+
+  it('applies to self-attention layers, with or without a window', () => {
+    const spec = { batch: 4, tokens: 12, heads: 2, headDim: 4, cfg: true } as const;
+    const layers: readonly AttentionLayer[] = defineLayers([
+      { ...spec, block: 0, site: 'self', window: { kind: '1d', size: 2 } },
+      { ...spec, block: 0, site: 'temporal', window: null },
+      { ...spec, block: 0, site: 'cross', kvTokens: 5, window: null },
+    ]);
+    expect(layers.map((l) => dilated().appliesTo!(l))).toEqual([true, true, false]);
+    // no window: the default radius spans L/8 tokens, ceil(12 / 8 / 2) = 1
+    const s: AttentionShape = { batch: 4, tokens: 12, channels: 8, cfg: true, window: null };
+    expect(dilated().flops(s)).toBe(4 * 4 * dilatedPairs(12, 1, 2) * 8);
+    expect(() => dilated().flops({ ...s, kvTokens: 5 })).toThrow(expect.objectContaining({ code: 'ERR_DITFA_INVALID_ARGUMENT' }));
   });
 
   it('takes its place among the planner candidates by FLOPs', () => {
@@ -87,11 +108,12 @@ describe('the plugin through the registries', () => {
     expect(names.sort((a, b) => flops[a]! - flops[b]!)).toEqual(['ast', 'wars+asc', 'dilated', 'wars', 'full+asc', 'full']);
   });
 
-  it('is accepted by plan validation once registered, and refused before', () => {
+  it('is accepted by plan validation once registered, and refused by a registry without it', () => {
     register(registry);
+    const window = { kind: '1d', size: 2 } as const;
     const plan: PlanDocument = {
       format: 'ditfa-plan',
-      version: 1,
+      version: 2,
       fingerprint: {
         model: { architecture: 'toy depth=2', weightsHash: 'sha256:0' },
         latent: { channels: 8, height: 4, width: 4 },
@@ -99,11 +121,13 @@ describe('the plugin through the registries', () => {
         sampler: 'toy',
         guidance: 4,
         cfgOrder: 'cond-first',
-        window: { kind: '1d', size: 2 },
+        layers: [
+          { id: '0.self', window },
+          { id: '1.self', window },
+        ],
       },
       threshold: { delta: 0.05 },
       candidates: ['ast', 'wars+asc', 'dilated', 'wars', 'full+asc'],
-      numBlocks: 2,
       steps: [
         [{ method: 'full', loss: null, flopsFraction: 1 }, { method: 'dilated', loss: null, flopsFraction: 0.4 }],
         [{ method: 'dilated', loss: 0.01, flopsFraction: 0.4 }, { method: 'wars', loss: 0.01, flopsFraction: 0.6 }],
@@ -112,7 +136,10 @@ describe('the plugin through the registries', () => {
       totals: { attentionFlopsFraction: 0.47 },
     };
     expect(validatePlan(JSON.parse(JSON.stringify(plan)), { methods: registry })).toEqual(plan);
-    expect(() => validatePlan(plan)).toThrow(/steps\[0\]\[1\]\.method: unknown method "dilated"/);
+    // core knows no method by name: a plan is checked against the strategies a run has
+    const without = new StrategyRegistry();
+    for (const name of registry.names()) if (name !== 'dilated') without.register(registry.require(name));
+    expect(() => validatePlan(plan, { methods: without })).toThrow(/steps\[0\]\[1\]\.method: unknown method "dilated"/);
   });
 
   it('runs in a generation through the registry, on the reference backend and on a backend without its own kernel', async () => {
@@ -127,7 +154,7 @@ describe('the plugin through the registries', () => {
     const run = await runToyPipeline({ model, samples: [1, 2], cfg: 'cond-first', plan, strategies: registry, window });
     expect(run.events).toEqual([]);
     const steps = run.trace.filter((t) => t.method === 'dilated');
-    expect(steps.map((t) => [t.step, t.block])).toEqual([
+    expect(steps.map((t) => [t.step, t.layer])).toEqual([
       [1, 0],
       [2, 1],
     ]);

@@ -4,10 +4,13 @@ import {
   StrategyNotFoundError,
   cfgHalves,
   createReferenceBackend,
+  defineLayers,
   executeAttention,
   expectInteger,
   sliceBatch,
+  strategyContext,
   tensor,
+  type AttentionLayer,
   type AttentionStrategy,
   type CacheStats,
   type CfgLayout,
@@ -30,8 +33,9 @@ import { linear, randomTensor, type ToyModel } from './toy-model.js';
 /**
  * A test driver that plays the model adapter's side of the strategy contract (see `@ditfa/core`'s
  * `strategy.ts`) on a {@link ToyModel}, through core's `executeAttention` like the real adapters: per
- * step and block q/k/v are projected only for the rows the strategy needs (none, the conditional half,
- * or all), `'attention'` results are out-projected (once, on the conditional rows under ASC, then copied
+ * step and attention layer (one `self` layer per block, layer index = block; contexts from core's
+ * `strategyContext`) q/k/v are projected only for the rows the strategy needs (none, the conditional
+ * half, or all), `'attention'` results are out-projected (once, on the conditional rows under ASC, then copied
  * to both halves), `'projected'` results pass through, and every strategy observes each computed
  * out-projection. The driver counts the dense work so tests can check what a strategy requested.
  *
@@ -44,10 +48,11 @@ export interface ToyRunOptions {
   readonly samples: readonly number[];
   /** CFG order of the batch, or `null` for a batch without CFG (one row per sample). */
   readonly cfg: CfgOrder | null;
-  /** `methods[step][block]`, or a plan view. */
+  /** `methods[step][layer]` (one layer per block), or a plan view. */
   readonly plan: PlanView | readonly (readonly string[])[];
   readonly strategies: StrategyLookup;
-  readonly window: WindowSpec;
+  /** Window of every layer (`null`: no window method applies). */
+  readonly window: WindowSpec | null;
   readonly backend?: KernelBackend;
   readonly cache?: CacheManager;
   readonly compute?: ComputeDtype;
@@ -59,10 +64,12 @@ export interface ToyRunOptions {
   readonly afterBlock?: (trace: BlockTrace, cache: CacheManager) => void;
 }
 
-/** What happened at one (step, block). */
+/** What happened at one (step, layer). */
 export interface BlockTrace {
   readonly step: number;
   readonly block: number;
+  /** Layer index (equal to the block: one self-attention layer per block). */
+  readonly layer: number;
   readonly method: string;
   /** The rows whose q/k/v were computed (`'none'` when none were; without CFG a `'conditional'` need computes `'all'`). */
   readonly need: QkvNeed;
@@ -89,15 +96,27 @@ export interface ToyRunResult {
   readonly counts: { readonly qkvRows: number; readonly outProjectionRows: number; readonly outProjectionCalls: number };
   /** Batch rows (2n with CFG, n without). */
   readonly batch: number;
+  /** The model's attention layers for this batch (`<block>.self`). */
+  readonly layers: readonly AttentionLayer[];
 }
 
-function planView(plan: ToyRunOptions['plan'], blocks: number): PlanView {
+function planView(plan: ToyRunOptions['plan'], layers: number): PlanView {
   if (!Array.isArray(plan)) return plan as PlanView;
   const methods = plan as readonly (readonly string[])[];
   methods.forEach((row, s) => {
-    if (row.length !== blocks) throw new InvalidArgumentError(`Expected ${blocks} methods at plan step ${s} but received ${row.length}`);
+    if (row.length !== layers) throw new InvalidArgumentError(`Expected ${layers} methods at plan step ${s} but received ${row.length}`);
   });
-  return { numSteps: methods.length, numBlocks: blocks, methodAt: (step, block) => methods[step]?.[block] };
+  return { numSteps: methods.length, numLayers: layers, methodAt: (step, layer) => methods[step]?.[layer] };
+}
+
+/** The toy model's layers: one `self` attention layer per block, all of the same shape and window. */
+export function toyLayers(
+  blocks: number,
+  shape: { readonly batch: number; readonly tokens: number; readonly heads: number; readonly headDim: number },
+  cfg: boolean,
+  window: WindowSpec | null,
+): readonly AttentionLayer[] {
+  return defineLayers(Array.from({ length: blocks }, (_, block) => ({ block, site: 'self', ...shape, cfg, window })));
 }
 
 /** Rows of `x` (`[B, L, C]`) laid out as a CFG batch: per-sample rows in the conditional half, null rows in the other. */
@@ -123,7 +142,8 @@ export async function runToyPipeline(options: ToyRunOptions): Promise<ToyRunResu
   expectInteger('samples.length', n, 1);
   const cfg: CfgLayout | null = options.cfg ? { order: options.cfg } : null;
   const B = cfg ? 2 * n : n;
-  const plan = planView(options.plan, model.config.blocks);
+  const layers = toyLayers(model.config.blocks, { batch: B, tokens: L, heads: H, headDim: D }, cfg !== null, options.window);
+  const plan = planView(options.plan, layers.length);
   const backend = options.backend ?? createReferenceBackend();
   const cache = options.cache ?? new CacheManager();
   const guidance = options.guidance ?? 4;
@@ -146,28 +166,27 @@ export async function runToyPipeline(options: ToyRunOptions): Promise<ToyRunResu
       const cond = conds[r]!;
       for (let l = 0; l < L; l++) for (let c = 0; c < C; c++) x[(r * L + l) * C + c] = lat[l * C + c]! + cond[c]! + temb[c]!;
     }
-    for (let block = 0; block < model.config.blocks; block++) {
+    for (const layer of layers) {
+      const block = layer.block;
       const w = model.blocks[block]!;
-      const method = plan.methodAt(step, block);
+      const method = plan.methodAt(step, layer.index);
       const strategy: AttentionStrategy | undefined = method === undefined ? undefined : strategies.get(method);
       if (!strategy || method === undefined) {
-        throw new StrategyNotFoundError(`Expected a strategy for method ${JSON.stringify(method)} at step ${step}, block ${block}; known: ${strategies.names().join(', ')}`);
+        throw new StrategyNotFoundError(`Expected a strategy for method ${JSON.stringify(method)} at step ${step}, layer ${layer.id}; known: ${strategies.names().join(', ')}`);
       }
-      const ctx: StrategyContext = {
+      const ctx = strategyContext({
         step,
-        block,
         numSteps: plan.numSteps,
-        numBlocks: plan.numBlocks,
+        layer,
         method,
         cfg,
         backend,
         plan,
-        cache: cache.scope(block),
-        window: options.window,
+        cache: cache.scope(layer.index),
         compute: options.compute ?? 'fp32',
         strategies,
         report: (e) => void events.push(e),
-      };
+      });
       const xt = tensor(x, [B, L, C]);
       let inputs: QkvInputs | null = null;
       let attention: { output: Tensor; rows: RowSelection } | null = null;
@@ -183,7 +202,6 @@ export async function runToyPipeline(options: ToyRunOptions): Promise<ToyRunResu
           counts.outProjectionCalls += 1;
           return tensor(linear(output.data, w.wo, C), [output.shape[0]!, L, C]);
         },
-        shape: { batch: B, tokens: L, heads: H, headDim: D, channels: C },
       });
       const used = inputs as QkvInputs | null;
       const attended = attention as { output: Tensor; rows: RowSelection } | null;
@@ -194,6 +212,7 @@ export async function runToyPipeline(options: ToyRunOptions): Promise<ToyRunResu
       const entry: BlockTrace = {
         step,
         block,
+        layer: layer.index,
         method,
         need: used ? used.rows : 'none',
         qkvRows,
@@ -222,7 +241,7 @@ export async function runToyPipeline(options: ToyRunOptions): Promise<ToyRunResu
   }
   const out = new Float32Array(n * L * C);
   latents.forEach((lat, i) => out.set(lat, i * L * C));
-  return { latents: tensor(out, [n, L, C]), trace, events, cache: cache.stats(), counts, batch: B };
+  return { latents: tensor(out, [n, L, C]), trace, events, cache: cache.stats(), counts, batch: B, layers };
 }
 
 /** Options of {@link toyContext}. */
@@ -230,36 +249,44 @@ export interface ToyContextOptions {
   readonly methods: readonly (string | undefined)[];
   readonly step: number;
   readonly strategies: StrategyLookup;
-  readonly window: WindowSpec;
+  /** The layer's window (`null`: no window method applies). */
+  readonly window: WindowSpec | null;
+  /** q/k/v shape `[B, L, H, D]` of the layer (both CFG halves in `B`). */
+  readonly shape: readonly number[];
   readonly cache?: CacheManager;
+  /** Block of the layer; the layer index equals it (one `self` layer per block). Default 0. */
   readonly block?: number;
   readonly cfg?: CfgOrder | null;
   readonly backend?: KernelBackend;
   readonly events?: StrategyEvent[];
 }
 
-/** A strategy context for one block whose plan is `methods[step]`, for calling strategies directly. */
+/**
+ * A strategy context (built by core's `strategyContext`) for one self-attention layer whose plan is
+ * `methods[step]`, for calling strategies directly. Other layers' methods are undecided.
+ */
 export function toyContext(options: ToyContextOptions): StrategyContext {
   const { methods, step } = options;
   const block = options.block ?? 0;
   const method = methods[step];
   if (method === undefined) throw new InvalidArgumentError(`Expected a method at step ${step} of the plan but received none`);
+  const [batch, tokens, heads, headDim] = options.shape;
+  if (options.shape.length !== 4) throw new InvalidArgumentError(`Expected a q/k/v shape [B, L, H, D] but received [${options.shape.join(', ')}]`);
   const events = options.events ?? [];
-  return {
+  const cfg: CfgLayout | null = options.cfg ? { order: options.cfg } : null;
+  const layer = toyLayers(block + 1, { batch: batch!, tokens: tokens!, heads: heads!, headDim: headDim! }, cfg !== null, options.window)[block]!;
+  return strategyContext({
     step,
-    block,
     numSteps: methods.length,
-    numBlocks: block + 1,
+    layer,
     method,
-    cfg: options.cfg ? { order: options.cfg } : null,
+    cfg,
     backend: options.backend ?? createReferenceBackend(),
-    plan: { numSteps: methods.length, numBlocks: block + 1, methodAt: (s, b) => (b === block ? methods[s] : undefined) },
-    cache: (options.cache ?? new CacheManager()).scope(block),
-    window: options.window,
-    compute: 'fp32',
+    plan: { numSteps: methods.length, numLayers: block + 1, methodAt: (s, l) => (l === layer.index ? methods[s] : undefined) },
+    cache: (options.cache ?? new CacheManager()).scope(layer.index),
     strategies: options.strategies,
     report: (e) => void events.push(e),
-  };
+  });
 }
 
 /** A backend that counts the calls of each kernel of `inner` (the reference backend by default). */

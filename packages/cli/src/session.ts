@@ -8,6 +8,7 @@ import { strategies as ascStrategies } from '@ditfa/strategy-asc';
 import { strategies as astStrategies } from '@ditfa/strategy-ast';
 import { strategies as warsStrategies } from '@ditfa/strategy-wars';
 import type { SamplerKind } from '@ditfa/samplers';
+import type { AttentionLayer, PlanDocument, WindowSpec } from '@ditfa/core';
 import { InputFileError, UsageError } from './errors.js';
 
 /**
@@ -32,16 +33,25 @@ export function bundledModelDir(): string {
   return path.join(bundledModelsRoot() ?? defaultModelRoots()[0]!, 'fashion-dit');
 }
 
-export const SAMPLERS: Readonly<Record<string, SamplerKind>> = { 'dpm++': 'dpmpp-2m', 'dpmpp-2m': 'dpmpp-2m', ddim: 'ddim', iddpm: 'iddpm' };
+export const SAMPLERS: Readonly<Record<string, SamplerKind>> = { 'dpm++': 'dpmpp-2m', 'dpmpp-2m': 'dpmpp-2m', ddim: 'ddim', iddpm: 'iddpm', rflow: 'rflow' };
 
 export function samplerKind(name: string): SamplerKind {
   const kind = SAMPLERS[name];
-  if (!kind) throw new UsageError(`Expected --sampler dpm++, ddim or iddpm but received ${JSON.stringify(name)}`);
+  if (!kind) throw new UsageError(`Expected --sampler dpm++, ddim, iddpm or rflow but received ${JSON.stringify(name)}`);
   return kind;
 }
 
 /** Opens a model directory (weights + config.json) as a pipeline with every built-in strategy. */
-export async function openPipeline(dir: string, options: { threads?: number; window?: number; vae?: string; onEvent?: (e: PipelineEvent) => void } = {}): Promise<Pipeline> {
+/** The windows a plan was made with, by layer id (so a generation under the plan uses the same windows). */
+export function planWindows(plan: PlanDocument): (layer: AttentionLayer) => WindowSpec | null {
+  const byId = new Map(plan.fingerprint.layers.map((l) => [l.id, l.window]));
+  return (layer) => (byId.has(layer.id) ? byId.get(layer.id)! : layer.window);
+}
+
+export async function openPipeline(
+  dir: string,
+  options: { threads?: number; window?: number | ((layer: AttentionLayer) => WindowSpec | null); vae?: string; onEvent?: (e: PipelineEvent) => void } = {},
+): Promise<Pipeline> {
   if (!existsSync(dir)) {
     if (path.resolve(dir) === bundledModelDir() && bundledModelsRoot() === null) {
       throw new InputFileError(`This installation has no bundled model (looked in ${defaultModelRoots().map((d) => JSON.stringify(d)).join(' and ')}): pass --model DIR`);
@@ -52,7 +62,7 @@ export async function openPipeline(dir: string, options: { threads?: number; win
   const model = await loadModel(dir, options.threads === undefined ? {} : { threads: options.threads });
   return createPipeline(model, {
     strategies: [...warsStrategies(), ...astStrategies(), ...ascStrategies()],
-    ...(options.window === undefined ? {} : { window: { kind: '1d', size: options.window } }),
+    ...(options.window === undefined ? {} : { window: typeof options.window === 'number' ? { kind: '1d' as const, size: options.window } : options.window }),
     ...(options.threads === undefined ? {} : { threads: options.threads }),
     ...(options.vae === undefined ? {} : { vae: options.vae }),
     ...(options.onEvent ? { onEvent: options.onEvent } : {}),

@@ -19,11 +19,13 @@ const plan: PlanDocument = {
     sampler: 'dpm-solver++2m',
     guidance: 4,
     cfgOrder: 'cond-first',
-    window: { kind: '1d', size: 2 },
+    layers: [
+      { id: '0.self', window: { kind: '1d', size: 2 } },
+      { id: '1.self', window: { kind: '1d', size: 2 } },
+    ],
   },
   threshold: { delta: 0.075, name: 'D3' },
   candidates: ['ast', 'wars+asc', 'wars', 'full+asc'],
-  numBlocks: 2,
   steps: [
     [e('full', null, 1), e('full', null, 1.5)],
     [e('ast', 0.01, 0), e('wars', 0.02, 0.5)],
@@ -64,7 +66,7 @@ describe('ditfa plan show', () => {
     writeFileSync(badFile, JSON.stringify({ ...plan, version: 7 }));
     const bad = await cli('plan', 'show', badFile);
     expect(bad.code).toBe(ExitCode.Input);
-    expect(bad.err).toContain('expected format version 1 but received 7');
+    expect(bad.err).toContain('expected format version 2 (or 1, upgraded on load) but received 7');
     const usage = await cli('plan', 'show', file, '--cell', 'zero');
     expect(usage.code).toBe(ExitCode.Usage);
     expect(usage.err).toContain('expected a positive integer for --cell');

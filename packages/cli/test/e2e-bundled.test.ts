@@ -55,11 +55,13 @@ describe.skipIf(!present)('ditfa end to end on the bundled model', { timeout: 30
     expect(readFileSync(join(out, 'report.md'), 'utf8')).toContain('| raw |');
   });
 
-  it('every shipped plan is valid, says its level and parses as a plan for 6 blocks', () => {
+  it('every shipped plan is valid, says its level and is a version-2 plan for the 6 self-attention layers', () => {
     for (const level of LEVELS) {
-      const plan = parsePlan(readFileSync(join(bundled, 'plans', `${level}.json`), 'utf8'));
+      const text = readFileSync(join(bundled, 'plans', `${level}.json`), 'utf8');
+      expect(JSON.parse(text).version).toBe(2);
+      const plan = parsePlan(text);
       expect(plan.threshold.delta).toBe(THRESHOLDS[level]);
-      expect(plan.numBlocks).toBe(6);
+      expect(plan.fingerprint.layers.map((l) => l.id)).toEqual(['0.self', '1.self', '2.self', '3.self', '4.self', '5.self']);
     }
   });
 

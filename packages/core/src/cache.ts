@@ -2,28 +2,23 @@ import { DitfaError, ErrorCode, InvalidArgumentError, describeValue, expectInteg
 import type { Tensor } from './tensor.js';
 
 /**
- * Caches of one pipeline instance for one generation, keyed by (block, kind), with exact byte
+ * Caches of one generation (or one calibration run), keyed by (attention layer, kind), with exact byte
  * accounting. The budget policy is **refuse**: a `put` that would take the total above the budget
  * stores nothing, leaves the previous entry under that key untouched, returns `{ stored: false }` and
  * emits a `cache-refused` event, so the caller can fall back to full attention.
  *
  * Cached tensors are kept by reference: whoever puts a tensor must not write to it afterwards.
+ * Kinds are the strategies' own strings (`residual` of `@ditfa/strategy-wars`, `projected` of
+ * `@ditfa/strategy-ast`, a plugin's); core names none.
  */
 
-/** Kinds of cache entries used by the built-in strategies; plugins use their own strings. */
-export const CacheKind = {
-  /** WA-RS residual `full − window`, whole batch. */
-  Residual: 'residual',
-  /** Block attention output after the out-projection (AST). */
-  Projected: 'projected',
-} as const;
 
 export type CachePutResult =
   | { readonly stored: true; readonly bytes: number }
   | { readonly stored: false; readonly bytes: number; readonly reason: 'budget'; readonly budgetBytes: number; readonly wouldUseBytes: number };
 
 export type CacheEvent =
-  | { readonly type: 'cache-refused'; readonly block: number; readonly kind: string; readonly bytes: number; readonly budgetBytes: number; readonly wouldUseBytes: number }
+  | { readonly type: 'cache-refused'; readonly layer: number; readonly kind: string; readonly bytes: number; readonly budgetBytes: number; readonly wouldUseBytes: number }
   | { readonly type: 'cache-reset'; readonly generation: number };
 
 export interface CacheManagerOptions {
@@ -47,24 +42,24 @@ export interface CacheStats {
   readonly generation: number;
 }
 
-/** Anything that hands out per-block cache scopes: a {@link CacheManager} or a {@link CacheOverlay}. */
+/** Anything that hands out per-layer cache scopes: a {@link CacheManager} or a {@link CacheOverlay}. */
 export interface CacheProvider {
-  scope(block: number): CacheScope;
+  scope(layer: number): CacheScope;
 }
 
-/** The caches of one block, handed to strategies in their context. */
+/** The caches of one layer, handed to strategies in their context. */
 export interface CacheScope {
-  readonly block: number;
+  readonly layer: number;
   get(kind: string): Tensor | undefined;
   has(kind: string): boolean;
   put(kind: string, value: Tensor): CachePutResult;
   delete(kind: string): boolean;
 }
 
-const entryKey = (block: number, kind: string): string => `${block}\u0000${kind}`;
+const entryKey = (layer: number, kind: string): string => `${layer}\u0000${kind}`;
 
 export class CacheManager implements CacheProvider {
-  readonly #entries = new Map<string, { block: number; kind: string; value: Tensor }>();
+  readonly #entries = new Map<string, { layer: number; kind: string; value: Tensor }>();
   readonly #budget: number | null;
   readonly #onEvent: ((event: CacheEvent) => void) | undefined;
   #current = 0;
@@ -118,9 +113,9 @@ export class CacheManager implements CacheProvider {
     this.#onEvent?.({ type: 'cache-reset', generation: this.#generation });
   }
 
-  /** The scope of one block for the current generation. */
-  scope(block: number): CacheScope {
-    expectInteger('block', block, 0);
+  /** The scope of one layer for the current generation. */
+  scope(layer: number): CacheScope {
+    expectInteger('layer', layer, 0);
     const generation = this.#generation;
     const check = (): void => {
       if (generation !== this.#generation) {
@@ -128,43 +123,43 @@ export class CacheManager implements CacheProvider {
       }
     };
     return {
-      block,
-      get: (kind) => (check(), this.#entries.get(entryKey(block, kind))?.value),
-      has: (kind) => (check(), this.#entries.has(entryKey(block, kind))),
-      put: (kind, value) => (check(), this.#put(block, kind, value)),
-      delete: (kind) => (check(), this.#delete(block, kind)),
+      layer,
+      get: (kind) => (check(), this.#entries.get(entryKey(layer, kind))?.value),
+      has: (kind) => (check(), this.#entries.has(entryKey(layer, kind))),
+      put: (kind, value) => (check(), this.#put(layer, kind, value)),
+      delete: (kind) => (check(), this.#delete(layer, kind)),
     };
   }
 
-  /** Every entry (block, kind, bytes), for reports. */
-  entries(): Array<{ block: number; kind: string; bytes: number }> {
-    return [...this.#entries.values()].map((e) => ({ block: e.block, kind: e.kind, bytes: e.value.data.byteLength }));
+  /** Every entry (layer, kind, bytes), for reports. */
+  entries(): Array<{ layer: number; kind: string; bytes: number }> {
+    return [...this.#entries.values()].map((e) => ({ layer: e.layer, kind: e.kind, bytes: e.value.data.byteLength }));
   }
 
-  #put(block: number, kind: string, value: Tensor): CachePutResult {
+  #put(layer: number, kind: string, value: Tensor): CachePutResult {
     if (typeof kind !== 'string' || kind === '') {
       throw new InvalidArgumentError(`Expected a non-empty cache kind but received ${describeValue(kind)}`);
     }
     if (!value || !(value.data instanceof Float32Array)) {
       throw new InvalidArgumentError(`Expected a Tensor to cache but received ${describeValue(value)}`);
     }
-    const key = entryKey(block, kind);
+    const key = entryKey(layer, kind);
     const bytes = value.data.byteLength;
     const previous = this.#entries.get(key)?.value.data.byteLength ?? 0;
     const wouldUse = this.#current - previous + bytes;
     if (this.#budget !== null && wouldUse > this.#budget) {
       this.#refusals += 1;
-      this.#onEvent?.({ type: 'cache-refused', block, kind, bytes, budgetBytes: this.#budget, wouldUseBytes: wouldUse });
+      this.#onEvent?.({ type: 'cache-refused', layer, kind, bytes, budgetBytes: this.#budget, wouldUseBytes: wouldUse });
       return { stored: false, bytes, reason: 'budget', budgetBytes: this.#budget, wouldUseBytes: wouldUse };
     }
-    this.#entries.set(key, { block, kind, value });
+    this.#entries.set(key, { layer, kind, value });
     this.#current = wouldUse;
     if (this.#current > this.#peak) this.#peak = this.#current;
     return { stored: true, bytes };
   }
 
-  #delete(block: number, kind: string): boolean {
-    const key = entryKey(block, kind);
+  #delete(layer: number, kind: string): boolean {
+    const key = entryKey(layer, kind);
     const entry = this.#entries.get(key);
     if (!entry) return false;
     this.#current -= entry.value.data.byteLength;
@@ -183,7 +178,7 @@ export class CacheManager implements CacheProvider {
 export class CacheOverlay implements CacheProvider {
   readonly #base: CacheManager;
   /** `null` marks a deletion. */
-  readonly #writes = new Map<string, { block: number; kind: string; value: Tensor | null }>();
+  readonly #writes = new Map<string, { layer: number; kind: string; value: Tensor | null }>();
   #projected: number;
 
   constructor(base: CacheManager) {
@@ -196,15 +191,15 @@ export class CacheOverlay implements CacheProvider {
     return this.#projected;
   }
 
-  scope(block: number): CacheScope {
-    expectInteger('block', block, 0);
-    const base = this.#base.scope(block);
+  scope(layer: number): CacheScope {
+    expectInteger('layer', layer, 0);
+    const base = this.#base.scope(layer);
     const read = (kind: string): Tensor | undefined => {
-      const w = this.#writes.get(entryKey(block, kind));
+      const w = this.#writes.get(entryKey(layer, kind));
       return w ? (w.value ?? undefined) : base.get(kind);
     };
     return {
-      block,
+      layer,
       get: read,
       has: (kind) => read(kind) !== undefined,
       put: (kind, value) => {
@@ -220,26 +215,26 @@ export class CacheOverlay implements CacheProvider {
         if (budget !== null && wouldUse > budget) {
           return { stored: false, bytes, reason: 'budget', budgetBytes: budget, wouldUseBytes: wouldUse };
         }
-        this.#writes.set(entryKey(block, kind), { block, kind, value });
+        this.#writes.set(entryKey(layer, kind), { layer, kind, value });
         this.#projected = wouldUse;
         return { stored: true, bytes };
       },
       delete: (kind) => {
         const current = read(kind);
         if (current === undefined) return false;
-        this.#writes.set(entryKey(block, kind), { block, kind, value: null });
+        this.#writes.set(entryKey(layer, kind), { layer, kind, value: null });
         this.#projected -= current.data.byteLength;
         return true;
       },
     };
   }
 
-  /** Applies the overlay's writes (of `blocks` only, when given) to the base and forgets them. */
-  commit(blocks?: Iterable<number>): void {
-    const only = blocks === undefined ? null : new Set(blocks);
+  /** Applies the overlay's writes (of `layers` only, when given) to the base and forgets them. */
+  commit(layers?: Iterable<number>): void {
+    const only = layers === undefined ? null : new Set(layers);
     for (const [key, w] of this.#writes) {
-      if (only && !only.has(w.block)) continue;
-      const scope = this.#base.scope(w.block);
+      if (only && !only.has(w.layer)) continue;
+      const scope = this.#base.scope(w.layer);
       if (w.value === null) scope.delete(w.kind);
       else if (!scope.put(w.kind, w.value).stored) scope.delete(w.kind);
       this.#writes.delete(key);
@@ -256,7 +251,7 @@ export class CacheOverlay implements CacheProvider {
   #pendingDelta(): number {
     let delta = 0;
     for (const w of this.#writes.values()) {
-      delta += (w.value?.data.byteLength ?? 0) - (this.#base.scope(w.block).get(w.kind)?.data.byteLength ?? 0);
+      delta += (w.value?.data.byteLength ?? 0) - (this.#base.scope(w.layer).get(w.kind)?.data.byteLength ?? 0);
     }
     return delta;
   }

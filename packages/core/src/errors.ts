@@ -20,6 +20,7 @@ export const ErrorCode = {
   CacheMissing: 'ERR_DITFA_CACHE_MISSING',
   CacheStale: 'ERR_DITFA_CACHE_STALE',
   Aborted: 'ERR_DITFA_ABORTED',
+  NumericalFault: 'ERR_DITFA_NUMERICAL_FAULT',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 

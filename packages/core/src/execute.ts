@@ -2,7 +2,7 @@ import { InvalidArgumentError, ShapeMismatchError, describeValue } from './error
 import type { AttentionStrategy, RowSelection, StrategyContext } from './strategy.js';
 import { concatBatch, type Tensor } from './tensor.js';
 
-/** The dense work a model adapter provides around a self-attention call. */
+/** The dense work a model adapter provides around one attention layer's call. */
 export interface AttentionHooks {
   /**
    * q/k/v (`[rows, L, H, D]` each) for every row, or for the conditional CFG half only (the rows
@@ -11,21 +11,8 @@ export interface AttentionHooks {
   qkv(rows: RowSelection): Promise<{ q: Tensor; k: Tensor; v: Tensor }>;
   /** Out-projection of an attention output `[rows, L, H, D]` → `[rows, L, C]`. */
   project(attention: Tensor, rows: RowSelection): Promise<Tensor>;
-  /**
-   * The block's sizes. When given, a strategy's result is checked before it is used: attention must be
-   * `[rows, L, H, D]` (rows = B, or B/2 for the conditional half) and a projected output `[B, L, C]`;
-   * a mismatch throws a {@link ShapeMismatchError} naming the strategy.
-   */
-  readonly shape?: BlockShape;
-}
-
-/** Sizes of one block's self-attention: batch rows B (2n under CFG), tokens L, heads H, head dim D, channels C. */
-export interface BlockShape {
-  readonly batch: number;
-  readonly tokens: number;
-  readonly heads: number;
-  readonly headDim: number;
-  readonly channels: number;
+  /** Channels of the projected output `[B, L, C]` (default `heads·headDim` of the layer). */
+  readonly channels?: number;
 }
 
 function expectShape(strategy: AttentionStrategy, what: string, t: Tensor, expected: readonly number[]): void {
@@ -35,10 +22,12 @@ function expectShape(strategy: AttentionStrategy, what: string, t: Tensor, expec
 }
 
 /**
- * Runs one block's self-attention through a strategy, following the contract of {@link AttentionStrategy}
- * so every adapter does it the same way: ask what the strategy needs, compute only that, run it,
- * project (once, on the conditional rows under ASC, then copy to both halves), and let every strategy
- * of the pipeline observe the projected output of a computed step. Returns `[B, L, C]`.
+ * Runs one attention layer through a strategy, following the contract of {@link AttentionStrategy}: ask
+ * what the strategy needs, compute only that, run it, check the result against the layer's sizes
+ * (`ctx.layer`; a mismatch throws a {@link ShapeMismatchError} naming the strategy), project (once, on
+ * the conditional rows under ASC, then copy to both halves), and let every strategy of the pipeline
+ * observe the projected output of a computed call. Returns `[B, L, C]`. The pipeline's dispatcher is
+ * the one caller in a model's run; strategy tests may call it directly.
  */
 export async function executeAttention(strategy: AttentionStrategy, ctx: StrategyContext, hooks: AttentionHooks): Promise<Tensor> {
   const need = strategy.needs(ctx);
@@ -48,9 +37,10 @@ export async function executeAttention(strategy: AttentionStrategy, ctx: Strateg
   const rows: RowSelection = need === 'conditional' && ctx.cfg ? 'conditional' : 'all';
   const inputs = need === 'none' ? null : { rows, ...(await hooks.qkv(rows)) };
   const result = await strategy.run(ctx, inputs);
-  const shape = hooks.shape;
+  const layer = ctx.layer;
+  const channels = hooks.channels ?? layer.heads * layer.headDim;
   if (result.kind === 'projected') {
-    if (shape) expectShape(strategy, 'a projected output', result.output, [shape.batch, shape.tokens, shape.channels]);
+    expectShape(strategy, 'a projected output', result.output, [layer.batch, layer.tokens, channels]);
     return result.output;
   }
   if (result.kind !== 'attention') {
@@ -59,10 +49,8 @@ export async function executeAttention(strategy: AttentionStrategy, ctx: Strateg
   if (result.rows === 'conditional' && !ctx.cfg) {
     throw new ShapeMismatchError(`Strategy "${strategy.name}" returned the conditional half only, but the batch is not a CFG batch`);
   }
-  if (shape) {
-    const rows = result.rows === 'conditional' ? shape.batch / 2 : shape.batch;
-    expectShape(strategy, `attention (rows ${result.rows})`, result.output, [rows, shape.tokens, shape.heads, shape.headDim]);
-  }
+  const resultRows = result.rows === 'conditional' ? layer.batch / 2 : layer.batch;
+  expectShape(strategy, `attention (rows ${result.rows})`, result.output, [resultRows, layer.tokens, layer.heads, layer.headDim]);
   let projected = await hooks.project(result.output, result.rows);
   if (result.rows === 'conditional') projected = concatBatch([projected, projected]);
   const event = { kind: 'projected', output: projected } as const;

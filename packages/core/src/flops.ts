@@ -1,5 +1,6 @@
 import { InvalidArgumentError, expectInteger } from './errors.js';
 import type { WindowSpec } from './kernel-backend.js';
+import type { AttentionLayer } from './layers.js';
 
 /**
  * The attention FLOP model. One attention call costs `4·B·Lq·Lkv·C` FLOPs (`q·kᵀ` and `p·v`, two FLOPs per
@@ -42,52 +43,46 @@ export function windowFraction(window: WindowSpec, L: number): number {
   return L === 0 ? 0 : windowPairs(window, L) / (L * L);
 }
 
-/** What one block's attention looks like at one step, for FLOP counting. */
+/** What one attention layer looks like at one step, for FLOP counting. */
 export interface AttentionShape {
-  /** Batch rows, both CFG halves included. */
+  /** Rows of each call, both CFG halves included. */
   readonly batch: number;
-  /** Tokens. */
+  /** Query tokens. */
   readonly tokens: number;
+  /** Key/value tokens (cross-attention); `tokens` when absent. */
+  readonly kvTokens?: number;
   /** Channels `C = H·D`. */
   readonly channels: number;
   /** True when the batch is a CFG batch (two halves). */
   readonly cfg: boolean;
-  /** Window used by window methods. */
-  readonly window: WindowSpec;
+  /** Window of window methods; `null` where none applies. */
+  readonly window: WindowSpec | null;
 }
 
-/** Per-call options of the built-in method FLOP functions. */
-export interface MethodFlopOptions {
-  /** True when a full step also computes the WA-RS residual (it pays the window once more). */
-  readonly refreshResidual?: boolean;
+/** The FLOP-counting shape of an attention layer. */
+export function layerShape(layer: AttentionLayer): AttentionShape {
+  return {
+    batch: layer.batch,
+    tokens: layer.tokens,
+    ...(layer.kvTokens === undefined ? {} : { kvTokens: layer.kvTokens }),
+    channels: layer.heads * layer.headDim,
+    cfg: layer.cfg,
+    window: layer.window,
+  };
 }
-
-/** FLOPs of the built-in methods on one block at one step (METHOD.md, "Counting attention FLOPs"). */
-export const builtinMethodFlops = {
-  full(shape: AttentionShape, options: MethodFlopOptions = {}): number {
-    const { batch, tokens, channels, window } = shape;
-    return attentionFlops(batch, tokens, tokens, channels) + (options.refreshResidual ? windowFlops(batch, tokens, channels, window) : 0);
-  },
-  'full+asc'(shape: AttentionShape, options: MethodFlopOptions = {}): number {
-    return builtinMethodFlops.full({ ...shape, batch: condRows(shape) }, options);
-  },
-  wars(shape: AttentionShape): number {
-    return windowFlops(shape.batch, shape.tokens, shape.channels, shape.window);
-  },
-  'wars+asc'(shape: AttentionShape): number {
-    return windowFlops(condRows(shape), shape.tokens, shape.channels, shape.window);
-  },
-  ast(): number {
-    return 0;
-  },
-} as const;
 
 /** Rows computed under ASC: the conditional half of a CFG batch (all rows without CFG). */
 export function condRows(shape: AttentionShape): number {
   return shape.cfg ? shape.batch / 2 : shape.batch;
 }
 
-/** FLOPs of the raw model's attention for one block at one step (the denominator of every fraction). */
+/** FLOPs of the raw model's attention for one layer at one step (the denominator of every fraction). */
 export function rawAttentionFlops(shape: AttentionShape): number {
-  return attentionFlops(shape.batch, shape.tokens, shape.tokens, shape.channels);
+  return attentionFlops(shape.batch, shape.tokens, shape.kvTokens ?? shape.tokens, shape.channels);
+}
+
+/** The window of `shape`, or a coded error naming `method` when the layer has none. */
+export function requireWindow(shape: Pick<AttentionShape, 'window'>, method: string): WindowSpec {
+  if (!shape.window) throw new InvalidArgumentError(`Expected a window for method "${method}" but this attention layer has none (window methods do not apply to it)`);
+  return shape.window;
 }

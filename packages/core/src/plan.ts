@@ -3,27 +3,35 @@ import type { WindowSpec } from './kernel-backend.js';
 import type { PlanView, StrategyLookup } from './strategy.js';
 
 /**
- * Compression plans: per (step, block) the method, its measured loss and its FLOPs fraction, plus a
- * fingerprint of what the plan was made for. A plan made for another model, latent size, step count,
- * sampler, guidance, CFG order or window is refused with {@link PlanMismatchError}.
+ * Compression plans: per (step, attention layer) the method, its measured loss and its FLOPs fraction,
+ * plus a fingerprint of what the plan was made for — model, latent, steps, sampler, guidance, CFG order
+ * and the attention layers (ids in model order, each with its window). A plan made for anything else is
+ * refused with {@link PlanMismatchError} naming every field that differs.
+ *
+ * Format version 2. Version-1 plans (one `self` layer per block, one window for all) still load:
+ * {@link validatePlan} and {@link parsePlan} upgrade them exactly ({@link upgradePlanV1}): block `b`
+ * becomes layer `b.self` with the plan's window, every decision stays where it was.
  */
 
 export const PLAN_FORMAT = 'ditfa-plan';
-export const PLAN_VERSION = 1;
+export const PLAN_VERSION = 2;
 
-/** The methods every ditfa installation knows; plugins add more (pass them to the validator). */
-export const BUILTIN_METHODS = ['full', 'wars', 'ast', 'wars+asc', 'full+asc'] as const;
-export type BuiltinMethod = (typeof BUILTIN_METHODS)[number];
+/** Method names: lowercase words joined by `+` (`wars+asc`). */
+const METHOD_NAME = /^[a-z][a-z0-9._-]*(\+[a-z][a-z0-9._-]*)*$/;
 
-/** Built-in methods that need a cache from an earlier step and so cannot run at step 0. */
-const NEEDS_EARLIER_STEP = new Set<string>(['wars', 'wars+asc', 'ast']);
-
-/** True when `method` reads a cache an earlier step must have filled (by its traits when strategies are known). */
+/** True when `method` reads a cache an earlier step must have filled (known only with a strategy lookup). */
 function needsEarlierStep(method: string, options: ValidatePlanOptions): boolean {
   const m = options.methods as StrategyLookup | undefined;
-  const traits = m && typeof m.get === 'function' && typeof m.names === 'function' ? m.get(method)?.traits : undefined;
-  if (traits) return traits.consumesResidual || traits.reusesOutput;
-  return NEEDS_EARLIER_STEP.has(method);
+  const caches = m && typeof m.get === 'function' && typeof m.names === 'function' ? m.get(method)?.caches : undefined;
+  return (caches?.reads.length ?? 0) > 0;
+}
+
+/** One attention layer as a plan records it. */
+export interface PlanLayer {
+  /** `<block>.<site>`, e.g. `3.self`. */
+  readonly id: string;
+  /** The layer's window of window methods; `null` where none applies. */
+  readonly window: WindowSpec | null;
 }
 
 export interface PlanFingerprint {
@@ -41,14 +49,15 @@ export interface PlanFingerprint {
   /** Guidance scale; `null` without CFG. */
   readonly guidance: number | null;
   readonly cfgOrder: 'cond-first' | 'cond-second' | 'none';
-  readonly window: WindowSpec;
+  /** The attention layers in model order; `steps[s][j]` decides layer `layers[j]`. */
+  readonly layers: readonly PlanLayer[];
 }
 
 export interface PlanEntry {
   readonly method: string;
   /** Loss measured when the method was chosen; `null` where nothing was measured (step 0). */
   readonly loss: number | null;
-  /** This block's attention FLOPs at this step as a fraction of the raw model's. */
+  /** This layer's attention FLOPs at this step as a fraction of its raw attention FLOPs. */
   readonly flopsFraction: number;
 }
 
@@ -56,7 +65,8 @@ export interface PlanTotals {
   /** Attention FLOPs of the whole generation as a fraction of the raw model's. */
   readonly attentionFlopsFraction: number;
   readonly searchSeconds?: number;
-  readonly blockEvaluations?: number;
+  /** Layer evaluations the search made (one layer run under one method at one step). */
+  readonly layerEvaluations?: number;
 }
 
 export interface PlanDocument {
@@ -66,8 +76,7 @@ export interface PlanDocument {
   readonly threshold: { readonly delta: number; readonly name?: string };
   /** Candidate methods in the order they were tried (decreasing compression). */
   readonly candidates: readonly string[];
-  readonly numBlocks: number;
-  /** `steps[step][block]`. */
+  /** `steps[step][layer]`, layers in the order of `fingerprint.layers`. */
   readonly steps: readonly (readonly PlanEntry[])[];
   readonly totals: PlanTotals;
   readonly createdAt?: string;
@@ -131,90 +140,155 @@ function validateWindowSpec(w: unknown, path: string, issues: PlanIssue[]): void
   }
 }
 
-function allowedMethods(options: ValidatePlanOptions): Set<string> {
-  const allowed = new Set<string>(BUILTIN_METHODS);
+/** A method check: membership in `options.methods` when given, else the name's form only. */
+function methodChecker(options: ValidatePlanOptions): { ok: (m: unknown) => boolean; known: string } {
   const m = options.methods;
-  if (m && typeof (m as StrategyLookup).names === 'function') for (const n of (m as StrategyLookup).names()) allowed.add(n);
-  else if (m) for (const n of m as Iterable<string>) allowed.add(n);
-  return allowed;
+  if (!m) return { ok: (x) => typeof x === 'string' && METHOD_NAME.test(x), known: 'a method name like "wars+asc"' };
+  const allowed = new Set<string>(['full']);
+  if (typeof (m as StrategyLookup).names === 'function') for (const n of (m as StrategyLookup).names()) allowed.add(n);
+  else for (const n of m as Iterable<string>) allowed.add(n);
+  return { ok: (x) => typeof x === 'string' && allowed.has(x), known: `known: ${[...allowed].join(', ')}` };
 }
 
-/** Validates an untrusted plan document (e.g. parsed JSON) and returns it typed, or throws {@link PlanValidationError}. */
+/** The fingerprint fields common to both versions (everything but the layers / the v1 window). */
+function validateFingerprintCommon(fp: Record<string, unknown>, push: (path: string, message: string) => void): void {
+  if (!isObject(fp.model) || typeof fp.model.architecture !== 'string' || typeof fp.model.weightsHash !== 'string') {
+    push('fingerprint.model', 'expected { architecture: string, weightsHash: string }');
+  }
+  const latent = fp.latent;
+  if (!isObject(latent)) push('fingerprint.latent', `expected an object but received ${describeValue(latent)}`);
+  else {
+    for (const k of ['channels', 'height', 'width'] as const) {
+      if (!isInt(latent[k], 1)) push(`fingerprint.latent.${k}`, `expected a positive integer but received ${describeValue(latent[k])}`);
+    }
+    if (latent.frames !== undefined && !isInt(latent.frames, 1)) push('fingerprint.latent.frames', `expected a positive integer but received ${describeValue(latent.frames)}`);
+  }
+  if (!isInt(fp.steps, 1)) push('fingerprint.steps', `expected a positive integer but received ${describeValue(fp.steps)}`);
+  if (typeof fp.sampler !== 'string' || fp.sampler === '') push('fingerprint.sampler', `expected a non-empty string but received ${describeValue(fp.sampler)}`);
+  if (fp.guidance !== null && (typeof fp.guidance !== 'number' || !Number.isFinite(fp.guidance))) {
+    push('fingerprint.guidance', `expected a finite number or null but received ${describeValue(fp.guidance)}`);
+  }
+  if (fp.cfgOrder !== 'cond-first' && fp.cfgOrder !== 'cond-second' && fp.cfgOrder !== 'none') {
+    push('fingerprint.cfgOrder', `expected "cond-first", "cond-second" or "none" but received ${describeValue(fp.cfgOrder)}`);
+  }
+}
+
+/** Checks `steps[s][j]` entries against a layer count; shared by both versions. */
+function validateSteps(doc: Record<string, unknown>, numSteps: number, numLayers: number | null, unit: string, options: ValidatePlanOptions, push: (path: string, message: string) => void): void {
+  const method = methodChecker(options);
+  if (!Array.isArray(doc.candidates)) push('candidates', `expected an array of method names but received ${describeValue(doc.candidates)}`);
+  else {
+    doc.candidates.forEach((c, i) => {
+      if (!method.ok(c)) push(`candidates[${i}]`, `unknown method ${describeValue(c)}; ${method.known}`);
+    });
+  }
+  if (!Array.isArray(doc.steps)) return push('steps', `expected an array of steps but received ${describeValue(doc.steps)}`);
+  if (numSteps >= 1 && doc.steps.length !== numSteps) push('steps', `expected ${numSteps} steps (fingerprint.steps) but received ${doc.steps.length}`);
+  doc.steps.forEach((row, s) => {
+    if (!Array.isArray(row)) return push(`steps[${s}]`, `expected an array of ${unit} entries but received ${describeValue(row)}`);
+    if (numLayers !== null && row.length !== numLayers) push(`steps[${s}]`, `expected ${numLayers} ${unit}s but received ${row.length}`);
+    row.forEach((e, j) => {
+      const path = `steps[${s}][${j}]`;
+      if (!isObject(e)) return push(path, `expected { method, loss, flopsFraction } but received ${describeValue(e)}`);
+      if (!method.ok(e.method)) push(`${path}.method`, `unknown method ${describeValue(e.method)}; ${method.known}`);
+      else if (s === 0 && needsEarlierStep(e.method as string, options)) {
+        push(`${path}.method`, `step 0 must compute attention but the plan says ${JSON.stringify(e.method)}, which reads a cache of an earlier step`);
+      }
+      if (e.loss !== null && (typeof e.loss !== 'number' || !(e.loss >= 0))) push(`${path}.loss`, `expected a non-negative number or null but received ${describeValue(e.loss)}`);
+      if (typeof e.flopsFraction !== 'number' || !(e.flopsFraction >= 0)) {
+        push(`${path}.flopsFraction`, `expected a non-negative number but received ${describeValue(e.flopsFraction)}`);
+      }
+    });
+  });
+}
+
+function validateTotals(doc: Record<string, unknown>, push: (path: string, message: string) => void): void {
+  const totals = doc.totals;
+  if (!isObject(totals) || typeof totals.attentionFlopsFraction !== 'number' || !(totals.attentionFlopsFraction >= 0)) {
+    push('totals.attentionFlopsFraction', `expected a non-negative number but received ${describeValue(isObject(totals) ? totals.attentionFlopsFraction : totals)}`);
+  }
+  if (!isObject(doc.threshold) || typeof doc.threshold.delta !== 'number' || !(doc.threshold.delta >= 0)) {
+    push('threshold.delta', `expected a non-negative number but received ${describeValue(isObject(doc.threshold) ? doc.threshold.delta : doc.threshold)}`);
+  }
+}
+
+/**
+ * Validates an untrusted plan document (e.g. parsed JSON) and returns it typed, or throws
+ * {@link PlanValidationError}. A valid version-1 document is returned upgraded to version 2
+ * ({@link upgradePlanV1}); any other version is refused.
+ */
 export function validatePlan(doc: unknown, options: ValidatePlanOptions = {}): PlanDocument {
   const issues: PlanIssue[] = [];
   const push = (path: string, message: string): void => void issues.push({ path, message });
   if (!isObject(doc)) throw new PlanValidationError([{ path: '$', message: `expected a plan object but received ${describeValue(doc)}` }]);
   if (doc.format !== PLAN_FORMAT) push('format', `expected "${PLAN_FORMAT}" but received ${describeValue(doc.format)}`);
-  if (doc.version !== PLAN_VERSION) {
-    push('version', `expected format version ${PLAN_VERSION} but received ${describeValue(doc.version)}; re-create the plan with this version of ditfa`);
+  const version = doc.version;
+  if (version !== PLAN_VERSION && version !== 1) {
+    push('version', `expected format version ${PLAN_VERSION} (or 1, upgraded on load) but received ${describeValue(version)}; re-create the plan with this version of ditfa`);
+    throw new PlanValidationError(issues);
   }
   const fp = doc.fingerprint;
   let steps = -1;
+  let numLayers: number | null = null;
   if (!isObject(fp)) push('fingerprint', `expected an object but received ${describeValue(fp)}`);
   else {
-    if (!isObject(fp.model) || typeof fp.model.architecture !== 'string' || typeof fp.model.weightsHash !== 'string') {
-      push('fingerprint.model', 'expected { architecture: string, weightsHash: string }');
-    }
-    const latent = fp.latent;
-    if (!isObject(latent)) push('fingerprint.latent', `expected an object but received ${describeValue(latent)}`);
-    else {
-      for (const k of ['channels', 'height', 'width'] as const) {
-        if (!isInt(latent[k], 1)) push(`fingerprint.latent.${k}`, `expected a positive integer but received ${describeValue(latent[k])}`);
-      }
-      if (latent.frames !== undefined && !isInt(latent.frames, 1)) push('fingerprint.latent.frames', `expected a positive integer but received ${describeValue(latent.frames)}`);
-    }
-    if (!isInt(fp.steps, 1)) push('fingerprint.steps', `expected a positive integer but received ${describeValue(fp.steps)}`);
-    else steps = fp.steps;
-    if (typeof fp.sampler !== 'string' || fp.sampler === '') push('fingerprint.sampler', `expected a non-empty string but received ${describeValue(fp.sampler)}`);
-    if (fp.guidance !== null && (typeof fp.guidance !== 'number' || !Number.isFinite(fp.guidance))) {
-      push('fingerprint.guidance', `expected a finite number or null but received ${describeValue(fp.guidance)}`);
-    }
-    if (fp.cfgOrder !== 'cond-first' && fp.cfgOrder !== 'cond-second' && fp.cfgOrder !== 'none') {
-      push('fingerprint.cfgOrder', `expected "cond-first", "cond-second" or "none" but received ${describeValue(fp.cfgOrder)}`);
-    }
-    validateWindowSpec(fp.window, 'fingerprint.window', issues);
-  }
-  if (!isObject(doc.threshold) || typeof doc.threshold.delta !== 'number' || !(doc.threshold.delta >= 0)) {
-    push('threshold.delta', `expected a non-negative number but received ${describeValue(isObject(doc.threshold) ? doc.threshold.delta : doc.threshold)}`);
-  }
-  const allowed = allowedMethods(options);
-  if (!Array.isArray(doc.candidates)) push('candidates', `expected an array of method names but received ${describeValue(doc.candidates)}`);
-  else {
-    doc.candidates.forEach((c, i) => {
-      if (typeof c !== 'string' || !allowed.has(c)) push(`candidates[${i}]`, `unknown method ${describeValue(c)}; known: ${[...allowed].join(', ')}`);
-    });
-  }
-  const numBlocks = doc.numBlocks;
-  if (!isInt(numBlocks, 1)) push('numBlocks', `expected a positive integer but received ${describeValue(numBlocks)}`);
-  if (!Array.isArray(doc.steps)) push('steps', `expected an array of steps but received ${describeValue(doc.steps)}`);
-  else {
-    if (steps >= 1 && doc.steps.length !== steps) {
-      push('steps', `expected ${steps} steps (fingerprint.steps) but received ${doc.steps.length}`);
-    }
-    doc.steps.forEach((row, s) => {
-      if (!Array.isArray(row)) return push(`steps[${s}]`, `expected an array of block entries but received ${describeValue(row)}`);
-      if (isInt(numBlocks, 1) && row.length !== numBlocks) push(`steps[${s}]`, `expected ${numBlocks} blocks but received ${row.length}`);
-      row.forEach((e, b) => {
-        const path = `steps[${s}][${b}]`;
-        if (!isObject(e)) return push(path, `expected { method, loss, flopsFraction } but received ${describeValue(e)}`);
-        if (typeof e.method !== 'string' || !allowed.has(e.method)) {
-          push(`${path}.method`, `unknown method ${describeValue(e.method)}; known: ${[...allowed].join(', ')}`);
-        } else if (s === 0 && needsEarlierStep(e.method, options)) {
-          push(`${path}.method`, `step 0 must compute attention but the plan says ${JSON.stringify(e.method)}`);
-        }
-        if (e.loss !== null && (typeof e.loss !== 'number' || !(e.loss >= 0))) push(`${path}.loss`, `expected a non-negative number or null but received ${describeValue(e.loss)}`);
-        if (typeof e.flopsFraction !== 'number' || !(e.flopsFraction >= 0)) {
-          push(`${path}.flopsFraction`, `expected a non-negative number but received ${describeValue(e.flopsFraction)}`);
-        }
+    validateFingerprintCommon(fp, push);
+    if (isInt(fp.steps, 1)) steps = fp.steps;
+    if (version === 1) {
+      validateWindowSpec(fp.window, 'fingerprint.window', issues);
+    } else if (!Array.isArray(fp.layers) || fp.layers.length === 0) {
+      push('fingerprint.layers', `expected a non-empty array of { id, window } but received ${describeValue(fp.layers)}`);
+    } else {
+      numLayers = fp.layers.length;
+      const seen = new Set<string>();
+      fp.layers.forEach((l, j) => {
+        const path = `fingerprint.layers[${j}]`;
+        if (!isObject(l)) return push(path, `expected { id, window } but received ${describeValue(l)}`);
+        if (typeof l.id !== 'string' || !/^\d+\.[a-z][a-z0-9_-]*$/.test(l.id)) push(`${path}.id`, `expected a layer id "<block>.<site>" like "3.self" but received ${describeValue(l.id)}`);
+        else if (seen.has(l.id)) push(`${path}.id`, `layer id "${l.id}" appears twice`);
+        else seen.add(l.id);
+        if (l.window !== null) validateWindowSpec(l.window, `${path}.window`, issues);
       });
-    });
+    }
   }
-  const totals = doc.totals;
-  if (!isObject(totals) || typeof totals.attentionFlopsFraction !== 'number' || !(totals.attentionFlopsFraction >= 0)) {
-    push('totals.attentionFlopsFraction', `expected a non-negative number but received ${describeValue(isObject(totals) ? totals.attentionFlopsFraction : totals)}`);
+  if (version !== 1 && isObject(fp) && fp.window !== undefined) {
+    push('fingerprint.window', 'a version-2 plan has a window per layer (fingerprint.layers[i].window), not fingerprint.window; is this a version-1 plan with version 2 written in it?');
   }
+  if (version !== 1 && doc.numBlocks !== undefined) push('numBlocks', 'a version-2 plan names its layers (fingerprint.layers) instead of numBlocks');
+  if (version === 1) {
+    if (!isInt(doc.numBlocks, 1)) push('numBlocks', `expected a positive integer but received ${describeValue(doc.numBlocks)}`);
+    else numLayers = doc.numBlocks;
+  }
+  validateSteps(doc, steps, numLayers, version === 1 ? 'block' : 'layer', options, push);
+  validateTotals(doc, push);
   if (issues.length > 0) throw new PlanValidationError(issues);
-  return doc as unknown as PlanDocument;
+  return version === 1 ? upgradePlanV1(doc as unknown as PlanDocumentV1) : (doc as unknown as PlanDocument);
+}
+
+/** A version-1 plan document (one self-attention per block, one window): what ditfa 0.1 wrote. */
+export interface PlanDocumentV1 extends Omit<PlanDocument, 'version' | 'fingerprint' | 'totals'> {
+  readonly version: 1;
+  readonly fingerprint: Omit<PlanFingerprint, 'layers'> & { readonly window: WindowSpec };
+  readonly numBlocks: number;
+  readonly totals: Omit<PlanTotals, 'layerEvaluations'> & { readonly blockEvaluations?: number };
+}
+
+/**
+ * Upgrades a (validated) version-1 plan exactly: block `b` becomes layer `b.self` with the plan's window;
+ * steps, losses, fractions and totals are unchanged (`blockEvaluations` becomes `layerEvaluations`).
+ * Models whose blocks have one self-attention layer named `self` (DiT, PixArt-Σ) accept the result.
+ */
+export function upgradePlanV1(doc: PlanDocumentV1): PlanDocument {
+  const { window, ...fingerprint } = doc.fingerprint;
+  const { numBlocks, totals, ...rest } = doc;
+  const { blockEvaluations, ...totalsRest } = totals;
+  const layers = Array.from({ length: numBlocks }, (_, b) => ({ id: `${b}.self`, window }));
+  return {
+    ...rest,
+    version: PLAN_VERSION,
+    fingerprint: { ...fingerprint, layers },
+    totals: { ...totalsRest, ...(blockEvaluations === undefined ? {} : { layerEvaluations: blockEvaluations }) },
+  };
 }
 
 /** Parses and validates plan JSON text. */
@@ -234,6 +308,14 @@ export function serializePlan(plan: PlanDocument): string {
 }
 
 function compareFields(path: string, plan: unknown, expected: unknown, out: PlanMismatch[]): void {
+  if (Array.isArray(plan) && Array.isArray(expected)) {
+    if (plan.length !== expected.length) {
+      out.push({ field: `${path} (count)`, plan: plan.length, expected: expected.length });
+      return;
+    }
+    plan.forEach((p, i) => compareFields(`${path}[${i}]`, p, expected[i], out));
+    return;
+  }
   if (isObject(plan) && isObject(expected)) {
     for (const key of new Set([...Object.keys(plan), ...Object.keys(expected)])) compareFields(path ? `${path}.${key}` : key, plan[key], expected[key], out);
     return;
@@ -258,12 +340,16 @@ export function checkPlanFingerprint(plan: PlanDocument, expected: PlanFingerpri
 export function planView(plan: PlanDocument): PlanView {
   return {
     numSteps: plan.steps.length,
-    numBlocks: plan.numBlocks,
-    methodAt: (step, block) => plan.steps[step]?.[block]?.method,
+    numLayers: plan.fingerprint.layers.length,
+    methodAt: (step, layer) => plan.steps[step]?.[layer]?.method,
   };
 }
 
 /** A plan view that uses one method everywhere (`full` gives the raw model). Step 0 is always `full`. */
-export function uniformPlanView(numSteps: number, numBlocks: number, method = 'full'): PlanView {
-  return { numSteps, numBlocks, methodAt: (step, block) => (step < 0 || step >= numSteps || block < 0 || block >= numBlocks ? undefined : step === 0 ? 'full' : method) };
+export function uniformPlanView(numSteps: number, numLayers: number, method = 'full'): PlanView {
+  return {
+    numSteps,
+    numLayers,
+    methodAt: (step, layer) => (step < 0 || step >= numSteps || layer < 0 || layer >= numLayers ? undefined : step === 0 ? 'full' : method),
+  };
 }

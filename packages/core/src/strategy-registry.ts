@@ -1,5 +1,5 @@
 import { DitfaError, ErrorCode, InvalidArgumentError, describeValue } from './errors.js';
-import type { AttentionStrategy, StrategyLookup, StrategyTraits } from './strategy.js';
+import type { AttentionStrategy, StrategyCaches, StrategyLookup } from './strategy.js';
 
 export class StrategyConflictError extends DitfaError {
   constructor(message: string) {
@@ -40,24 +40,37 @@ export function validateStrategy(value: unknown): AttentionStrategy {
   if (s.observe !== undefined && typeof s.observe !== 'function') {
     throw new InvalidStrategyError(`Expected strategy "${s.name}" observe to be a function but received ${describeValue(s.observe)}`);
   }
-  const t = s.traits as Partial<StrategyTraits> | undefined;
-  for (const key of ['consumesResidual', 'refreshesResidual', 'reusesOutput'] as const) {
-    if (typeof t?.[key] !== 'boolean') {
-      throw new InvalidStrategyError(`Expected strategy "${s.name}" traits.${key} to be a boolean but received ${describeValue(t?.[key])}`);
+  if (s.companions !== undefined && (!Array.isArray(s.companions) || s.companions.some((c) => !c || typeof c !== 'object'))) {
+    throw new InvalidStrategyError(`Expected strategy "${s.name}" companions to be an array of strategies but received ${describeValue(s.companions)}`);
+  }
+  if (s.appliesTo !== undefined && typeof s.appliesTo !== 'function') {
+    throw new InvalidStrategyError(`Expected strategy "${s.name}" appliesTo to be a function but received ${describeValue(s.appliesTo)}`);
+  }
+  const c = s.caches as Partial<StrategyCaches> | undefined;
+  for (const key of ['reads', 'writes', 'observes'] as const) {
+    const kinds = c?.[key];
+    if (!Array.isArray(kinds) || kinds.some((k) => typeof k !== 'string' || k === '')) {
+      throw new InvalidStrategyError(`Expected strategy "${s.name}" caches.${key} to be an array of cache kinds (non-empty strings) but received ${describeValue(kinds)}`);
     }
   }
   return s as AttentionStrategy;
 }
 
-export interface StrategySpec extends Omit<AttentionStrategy, 'traits'> {
-  readonly traits?: Partial<StrategyTraits>;
+export interface StrategySpec extends Omit<AttentionStrategy, 'caches'> {
+  /** Cache kinds read, written and observed across steps; each list defaults to empty. */
+  readonly caches?: Partial<StrategyCaches>;
 }
 
-/** Makes a strategy from a plain spec (traits default to false), validated and frozen. */
+/** Makes a strategy from a plain spec (cache lists default to empty), validated and frozen. */
 export function defineStrategy(spec: StrategySpec): AttentionStrategy {
+  const c = spec.caches ?? {};
   const strategy: AttentionStrategy = {
     ...spec,
-    traits: Object.freeze({ consumesResidual: false, refreshesResidual: false, reusesOutput: false, ...spec.traits }),
+    caches: Object.freeze({
+      reads: Object.freeze([...(c.reads ?? [])]),
+      writes: Object.freeze([...(c.writes ?? [])]),
+      observes: Object.freeze([...(c.observes ?? [])]),
+    }),
   };
   return Object.freeze(validateStrategy(strategy));
 }
@@ -86,6 +99,7 @@ export class StrategyRegistry implements StrategyLookup {
       }
     }
     this.#entries.set(strategy.name, { strategy, priority });
+    addCompanions(this, [strategy], priority);
   }
 
   unregister(name: string): boolean {
@@ -129,5 +143,44 @@ export function registerStrategy(strategy: AttentionStrategy, priority = 0): voi
 export function strategySet(strategies: readonly AttentionStrategy[]): StrategyRegistry {
   const set = new StrategyRegistry();
   for (const s of strategies) set.register(s);
+  addCompanions(set, strategies);
   return set;
+}
+
+/** Registers the companions of `strategies` (recursively) whose names are still free. */
+function addCompanions(registry: StrategyRegistry, strategies: readonly AttentionStrategy[], priority = 0): void {
+  const pending = strategies.flatMap((s) => s.companions ?? []);
+  const seen = new Set<AttentionStrategy>();
+  while (pending.length > 0) {
+    const c = pending.shift()!;
+    if (seen.has(c)) continue;
+    seen.add(c);
+    validateStrategy(c);
+    if (!registry.get(c.name)) registry.register(c, priority);
+    pending.push(...(c.companions ?? []));
+  }
+}
+
+/**
+ * Checks that a set of strategies can work together: every cache kind a strategy reads is written by
+ * some strategy of the set (in its `writes` or `observes`). Throws {@link InvalidStrategyError} naming
+ * the reader and the kind otherwise (e.g. `wars` without the residual-refreshing `full` of
+ * `@ditfa/strategy-wars`), since such a method would fall back at every step.
+ */
+export function checkStrategySet(strategies: StrategyLookup): void {
+  const written = new Set<string>();
+  for (const n of strategies.names()) {
+    const c = strategies.get(n)?.caches;
+    for (const k of [...(c?.writes ?? []), ...(c?.observes ?? [])]) written.add(k);
+  }
+  for (const n of strategies.names()) {
+    for (const kind of strategies.get(n)?.caches.reads ?? []) {
+      if (!written.has(kind)) {
+        throw new InvalidStrategyError(
+          `Strategy "${n}" reads the cache kind "${kind}" but no strategy of this pipeline writes it (strategies: ${strategies.names().join(', ')}); ` +
+            'add the package\'s companion strategies too (e.g. strategies() of @ditfa/strategy-wars brings the residual-refreshing "full")',
+        );
+      }
+    }
+  }
 }

@@ -20,6 +20,11 @@ describe('CacheManager', () => {
     expect(b1.delete('projected')).toBe(false);
     expect(cache.currentBytes).toBe(4 * 8);
     expect(cache.entries().reduce((s, e) => s + e.bytes, 0)).toBe(cache.currentBytes);
+    expect(cache.entries()).toEqual([
+      { layer: 0, kind: 'residual', bytes: 8 },
+      { layer: 1, kind: 'residual', bytes: 24 },
+    ]);
+    expect(b1.layer).toBe(1);
     expect(b0.get('residual')?.data.length).toBe(2);
     expect(b1.has('projected')).toBe(false);
   });
@@ -46,7 +51,7 @@ describe('CacheManager', () => {
     expect(cache.currentBytes).toBe(100);
     expect(cache.stats().refusals).toBe(2);
     expect(events.filter((e) => e.type === 'cache-refused')).toHaveLength(2);
-    expect(events[0]).toMatchObject({ type: 'cache-refused', block: 3, kind: 'b', bytes: 24 });
+    expect(events[0]).toEqual({ type: 'cache-refused', layer: 3, kind: 'b', bytes: 24, budgetBytes: 100, wouldUseBytes: 104 });
   });
 
   it('resets between generations and makes old scopes stale', () => {

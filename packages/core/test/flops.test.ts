@@ -1,5 +1,21 @@
 import { describe, expect, it } from 'vitest';
-import { attentionFlops, bandPairs1D, builtinMethodFlops, rawAttentionFlops, windowFraction, windowPairs, type AttentionShape } from '../src/index.js';
+import {
+  ErrorCode,
+  attentionFlops,
+  bandPairs1D,
+  condRows,
+  defineLayers,
+  layerAttentionFlops,
+  layerShape,
+  rawAttentionFlops,
+  requireWindow,
+  strategySet,
+  windowFlops,
+  windowFraction,
+  windowPairs,
+  type AttentionShape,
+} from '../src/index.js';
+import { declaredStrategy, planOf } from './helpers.js';
 
 function bruteForcePairs(n: number, allow: (i: number, j: number) => boolean): number {
   let c = 0;
@@ -50,19 +66,71 @@ describe('FLOP model', () => {
     expect(windowFraction({ kind: '1d', size: 0 }, 4)).toBe(0.25);
   });
 
-  it('prices the built-in methods as METHOD.md says', () => {
-    const shape: AttentionShape = { batch: 4, tokens: 16, channels: 8, cfg: true, window: { kind: '1d', size: 2 } };
-    const raw = rawAttentionFlops(shape);
-    const win = 4 * 4 * bandPairs1D(16, 2) * 8;
-    expect(raw).toBe(4 * 4 * 16 * 16 * 8);
-    expect(builtinMethodFlops.full(shape)).toBe(raw);
-    expect(builtinMethodFlops.full(shape, { refreshResidual: true })).toBe(raw + win);
-    expect(builtinMethodFlops['full+asc'](shape)).toBe(raw / 2);
-    expect(builtinMethodFlops['full+asc'](shape, { refreshResidual: true })).toBe((raw + win) / 2);
-    expect(builtinMethodFlops.wars(shape)).toBe(win);
-    expect(builtinMethodFlops['wars+asc'](shape)).toBe(win / 2);
-    expect(builtinMethodFlops.ast()).toBe(0);
+  it('counts a layer\'s raw attention as 4·B·Lq·Lkv·C, kv tokens included, and the ASC rows', () => {
+    expect(rawAttentionFlops({ batch: 4, tokens: 16, channels: 8, cfg: true, window: null })).toBe(32768);
+    expect(rawAttentionFlops({ batch: 4, tokens: 16, kvTokens: 5, channels: 8, cfg: true, window: null })).toBe(4 * 4 * 16 * 5 * 8);
+    expect(condRows({ batch: 4, tokens: 1, channels: 1, cfg: true, window: null })).toBe(2);
+    expect(condRows({ batch: 4, tokens: 1, channels: 1, cfg: false, window: null })).toBe(4);
+    // 3×4 grid, radius 1: 70 pairs
+    expect(windowFlops(2, 12, 8, { kind: '2d', rows: 3, cols: 4, radius: 1 })).toBe(4 * 2 * 70 * 8);
+  });
+
+  it('names the method when a window method meets a layer without a window', () => {
+    const noWindow: AttentionShape = { batch: 2, tokens: 4, kvTokens: 7, channels: 8, cfg: false, window: null };
+    expect(() => requireWindow(noWindow, 'dilated')).toThrow(expect.objectContaining({ code: ErrorCode.InvalidArgument }));
+    expect(() => requireWindow(noWindow, 'dilated')).toThrow(/window for method "dilated"/);
+    expect(requireWindow({ window: { kind: '1d', size: 3 } }, 'dilated')).toEqual({ kind: '1d', size: 3 });
+  });
+});
+
+/**
+ * The paper's methods, as a strategy package declares them (METHOD.md, "Counting attention FLOPs"), built
+ * from core's primitives only: core knows none of them by name.
+ */
+describe('FLOPs of paper-like methods declared with caches', () => {
+  const win = (shape: AttentionShape, method: string): number => windowFlops(shape.batch, shape.tokens, shape.channels, requireWindow(shape, method));
+  const half = (shape: AttentionShape): AttentionShape => ({ ...shape, batch: condRows(shape) });
+  const refresh = (shape: AttentionShape, writes: readonly string[] | undefined): number => (writes?.includes('residual') ? win(shape, 'full') : 0);
+  const full = declaredStrategy('full', { writes: ['residual'] }, (s, o) => rawAttentionFlops(s) + refresh(s, o?.writes));
+  const fullAsc = declaredStrategy('full+asc', { writes: ['residual'] }, (s, o) => rawAttentionFlops(half(s)) + refresh(half(s), o?.writes));
+  const wars = declaredStrategy('wars', { reads: ['residual'] }, (s) => win(s, 'wars'));
+  const warsAsc = declaredStrategy('wars+asc', { reads: ['residual'] }, (s) => win(half(s), 'wars+asc'));
+  const ast = declaredStrategy('ast', { reads: ['projected'], observes: ['projected'] }, () => 0);
+  const strategies = strategySet([full, fullAsc, wars, warsAsc, ast]);
+
+  // B = 4 (2 samples under CFG), L = 16, C = 8, w = 2: raw 4·4·16·16·8 = 32768; band 16·5 − 2·3 = 74 pairs → 4·4·74·8 = 9472
+  const [layer] = defineLayers([{ block: 0, site: 'self', batch: 4, tokens: 16, heads: 2, headDim: 4, cfg: true, window: { kind: '1d', size: 2 } }]);
+  const shape = layerShape(layer!);
+  const at = (steps: string[], step: number, method = steps[step]!): number =>
+    layerAttentionFlops(strategies.require(method), shape, { step, numSteps: steps.length, layer: 0, plan: planOf(steps.map((m) => [m])), strategies });
+
+  it('prices one call as METHOD.md says', () => {
+    expect(full.flops(shape)).toBe(32768);
+    expect(full.flops(shape, { writes: ['residual'] })).toBe(32768 + 9472);
+    expect(fullAsc.flops(shape)).toBe(16384);
+    expect(fullAsc.flops(shape, { writes: ['residual'] })).toBe((32768 + 9472) / 2);
+    expect(wars.flops(shape)).toBe(9472);
+    expect(warsAsc.flops(shape)).toBe(4736);
+    expect(ast.flops(shape)).toBe(0);
     // without CFG there is no half to skip
-    expect(builtinMethodFlops['full+asc']({ ...shape, cfg: false })).toBe(raw);
+    expect(fullAsc.flops({ ...shape, cfg: false })).toBe(32768);
+  });
+
+  it('pays the residual window at a full step only when a later step reads the residual', () => {
+    expect(at(['full', 'ast', 'wars'], 0)).toBe(32768 + 9472);
+    expect(at(['full', 'full', 'wars'], 0)).toBe(32768);
+    expect(at(['full', 'full', 'wars'], 1)).toBe(32768 + 9472);
+    expect(at(['full', 'ast', 'ast'], 0)).toBe(32768);
+    expect(at(['full', 'full+asc', 'wars+asc'], 1)).toBe(21120);
+    expect(at(['full', 'full+asc', 'full'], 1)).toBe(16384);
+    expect(at(['full', 'wars', 'wars+asc'], 2)).toBe(4736);
+    // a whole plan: 3 steps of one layer, raw total 3·32768
+    const steps = ['full', 'wars', 'ast'];
+    const total = steps.reduce((sum, _m, s) => sum + at(steps, s), 0);
+    expect(total / (3 * 32768)).toBe((32768 + 9472 + 9472) / (3 * 32768));
+  });
+
+  it('refuses a window method on a layer without a window, naming it', () => {
+    expect(() => wars.flops({ ...shape, window: null })).toThrow(/window for method "wars"/);
   });
 });

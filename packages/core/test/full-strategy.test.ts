@@ -1,84 +1,70 @@
 import { describe, expect, it } from 'vitest';
 import {
-  CacheKind,
   CacheManager,
-  blockAttentionFlops,
   createReferenceBackend,
-  defineStrategy,
+  defineLayers,
   fullStrategy,
-  residualNeededAhead,
-  outputNeededNext,
+  layerShape,
   referenceAttention,
-  referenceFullWithResidual,
+  strategyContext,
   strategySet,
+  uniformPlanView,
   type KernelBackend,
-  type PlanView,
-  type StrategyContext,
   type StrategyEvent,
 } from '../src/index.js';
 import { maxDiff, randomTensor } from './helpers.js';
 
-const consumer = defineStrategy({
-  name: 'wars',
-  traits: { consumesResidual: true },
-  needs: () => 'all',
-  run: async () => ({ kind: 'projected', output: null as never }),
-  flops: () => 0,
-});
-const reuser = defineStrategy({ name: 'ast', traits: { reusesOutput: true }, needs: () => 'none', run: async () => ({ kind: 'projected', output: null as never }), flops: () => 0 });
-
 function counting(): { backend: KernelBackend; calls: Record<string, number> } {
   const ref = createReferenceBackend();
-  const calls: Record<string, number> = { attention: 0, fullWithResidual: 0 };
+  const calls: Record<string, number> = { attention: 0, windowAttention: 0, fullWithResidual: 0, windowWithResidual: 0 };
   return {
     calls,
     backend: {
       ...ref,
       attention: (...a) => (calls.attention!++, ref.attention(...a)),
+      windowAttention: (...a) => (calls.windowAttention!++, ref.windowAttention(...a)),
       fullWithResidual: (...a) => (calls.fullWithResidual!++, ref.fullWithResidual(...a)),
+      windowWithResidual: (...a) => (calls.windowWithResidual!++, ref.windowWithResidual(...a)),
     },
   };
 }
 
-function context(rows: (string | undefined)[], step: number, backend: KernelBackend, cache = new CacheManager(), events: StrategyEvent[] = []): StrategyContext {
-  const plan: PlanView = { numSteps: rows.length, numBlocks: 1, methodAt: (s) => rows[s] };
-  return {
-    step,
-    block: 0,
-    numSteps: rows.length,
-    numBlocks: 1,
-    method: rows[step] ?? 'full',
-    cfg: null,
-    backend,
-    plan,
-    cache: cache.scope(0),
-    window: { kind: '1d', size: 1 },
-    compute: 'fp32',
-    strategies: strategySet([fullStrategy(), consumer, reuser]),
-    report: (e) => void events.push(e),
-  };
-}
+// B = 2 (one sample under CFG), L = 6, H = 2, D = 4
+const [layer, cross] = defineLayers([
+  { block: 0, site: 'self', batch: 2, tokens: 6, heads: 2, headDim: 4, cfg: true, window: { kind: '1d', size: 1 } },
+  { block: 0, site: 'cross', batch: 2, tokens: 6, kvTokens: 3, heads: 2, headDim: 4, cfg: true, window: null },
+]);
 
-describe('plan lookahead', () => {
-  const b = createReferenceBackend();
-  it('needs a residual when a consumer follows before the next refresh', () => {
-    expect(residualNeededAhead(context(['full', 'ast', 'wars'], 0, b))).toBe(true);
-    expect(residualNeededAhead(context(['full', 'full', 'wars'], 0, b))).toBe(false);
-    expect(residualNeededAhead(context(['full', 'ast', 'ast'], 0, b))).toBe(false);
-    // undecided future steps (calibration) might consume it
-    expect(residualNeededAhead(context(['full', undefined], 0, b))).toBe(true);
+describe('strategyContext', () => {
+  const base = () => ({
+    step: 1,
+    numSteps: 3,
+    method: 'full',
+    cfg: { order: 'cond-second' } as const,
+    backend: createReferenceBackend(),
+    plan: uniformPlanView(3, 2),
+    strategies: strategySet([fullStrategy()]),
   });
-  it('counts a full step\'s FLOPs with the residual refresh only when a later step reads it', () => {
-    // B = 2, L = 8, C = 4, window 1 token per side: 8 + 2·7 = 22 pairs
-    const shape = { batch: 2, tokens: 8, channels: 4, cfg: false, window: { kind: '1d', size: 1 } } as const;
-    const full = fullStrategy();
-    expect(blockAttentionFlops(full, shape, context(['full', 'ast', 'wars'], 0, b))).toBe(4 * 2 * 64 * 4 + 4 * 2 * 22 * 4);
-    expect(blockAttentionFlops(full, shape, context(['full', 'full', 'wars'], 0, b))).toBe(4 * 2 * 64 * 4);
+
+  it('takes the window from the layer and computes in fp32 unless told', () => {
+    const cache = new CacheManager();
+    const ctx = strategyContext({ ...base(), layer: layer!, cache: cache.scope(0) });
+    expect(ctx.window).toBe(layer!.window);
+    expect(ctx.compute).toBe('fp32');
+    expect(ctx.layer).toBe(layer);
+    expect(ctx.cache.layer).toBe(0);
+    expect(ctx.cfg).toEqual({ order: 'cond-second' });
+    expect(strategyContext({ ...base(), layer: cross!, cache: cache.scope(1), compute: 'bf16' })).toMatchObject({ window: null, compute: 'bf16' });
   });
-  it('keeps the output only when the next step reuses it', () => {
-    expect(outputNeededNext(context(['full', 'ast'], 0, b))).toBe(true);
-    expect(outputNeededNext(context(['full', 'wars', 'ast'], 0, b))).toBe(false);
-    expect(outputNeededNext(context(['full'], 0, b))).toBe(false);
+
+  it('is frozen and reports through the given callback (or nowhere)', () => {
+    const events: StrategyEvent[] = [];
+    const ctx = strategyContext({ ...base(), layer: layer!, cache: new CacheManager().scope(0), report: (e) => void events.push(e) });
+    expect(Object.isFrozen(ctx)).toBe(true);
+    const event: StrategyEvent = { type: 'fallback', step: 1, layer: 0, method: 'wars', to: 'full', reason: 'no residual' };
+    ctx.report(event);
+    expect(events).toEqual([event]);
+    expect(() => strategyContext({ ...base(), layer: layer!, cache: new CacheManager().scope(0) }).report(event)).not.toThrow();
   });
 });
 
@@ -87,34 +73,37 @@ describe('the full strategy', () => {
   const k = randomTensor([2, 6, 2, 4], 2);
   const v = randomTensor([2, 6, 2, 4], 3);
 
-  it('computes no residual when no later step consumes one', async () => {
-    const { backend, calls } = counting();
-    const ctx = context(['full', 'full', 'ast'], 0, backend);
-    const r = await fullStrategy().run(ctx, { rows: 'all', q, k, v });
-    expect(calls).toEqual({ attention: 1, fullWithResidual: 0 });
-    expect(r.kind === 'attention' && maxDiff(r.output.data, referenceAttention(q, k, v).data)).toBe(0);
-    expect(ctx.cache.has(CacheKind.Residual)).toBe(false);
-  });
-
-  it('stores the residual through the fused call when a WA-RS step follows', async () => {
+  it('computes plain attention once on the rows it was given and caches nothing', async () => {
     const { backend, calls } = counting();
     const cache = new CacheManager();
-    const ctx = context(['full', 'wars'], 0, backend, cache);
-    await fullStrategy().run(ctx, { rows: 'all', q, k, v });
-    expect(calls).toEqual({ attention: 0, fullWithResidual: 1 });
-    const expected = referenceFullWithResidual(q, k, v, { kind: '1d', size: 1 }).residual;
-    expect(maxDiff(ctx.cache.get(CacheKind.Residual)!.data, expected.data)).toBe(0);
-    expect(cache.currentBytes).toBe(expected.data.byteLength);
+    const full = fullStrategy();
+    const ctx = strategyContext({ step: 0, numSteps: 2, layer: layer!, method: 'full', cfg: { order: 'cond-first' }, backend, plan: uniformPlanView(2, 1), cache: cache.scope(0), strategies: strategySet([full]) });
+    expect(full.needs(ctx)).toBe('all');
+    const r = await full.run(ctx, { rows: 'all', q, k, v });
+    expect(calls).toEqual({ attention: 1, windowAttention: 0, fullWithResidual: 0, windowWithResidual: 0 });
+    expect(r.kind).toBe('attention');
+    expect(r.kind === 'attention' && r.rows).toBe('all');
+    expect(r.kind === 'attention' && maxDiff(r.output.data, referenceAttention(q, k, v).data)).toBe(0);
+    expect(cache.currentBytes).toBe(0);
+    expect(cache.entries()).toEqual([]);
   });
 
-  it('drops a stale residual and reports when the budget refuses the new one', async () => {
-    const { backend } = counting();
-    const events: StrategyEvent[] = [];
-    const cache = new CacheManager({ budgetBytes: 100 });
-    cache.scope(0).put(CacheKind.Residual, randomTensor([5], 9));
-    const ctx = context(['full', 'wars'], 0, backend, cache, events);
-    await fullStrategy().run(ctx, { rows: 'all', q, k, v });
-    expect(ctx.cache.has(CacheKind.Residual)).toBe(false);
-    expect(events).toEqual([{ type: 'cache-refused', step: 0, block: 0, method: 'full', kind: CacheKind.Residual, bytes: q.data.byteLength }]);
+  it('keeps the row selection of its inputs', async () => {
+    const full = fullStrategy();
+    const ctx = strategyContext({ step: 0, numSteps: 1, layer: layer!, method: 'full', cfg: { order: 'cond-first' }, backend: createReferenceBackend(), plan: uniformPlanView(1, 1), cache: new CacheManager().scope(0), strategies: strategySet([full]) });
+    const [hq, hk, hv] = [11, 12, 13].map((seed) => randomTensor([1, 6, 2, 4], seed)) as [typeof q, typeof q, typeof q];
+    const r = await full.run(ctx, { rows: 'conditional', q: hq, k: hk, v: hv });
+    expect(r.kind === 'attention' && maxDiff(r.output.data, referenceAttention(hq, hk, hv).data)).toBe(0);
+    expect(r).toMatchObject({ kind: 'attention', rows: 'conditional' });
+    await expect(full.run(ctx, null)).rejects.toThrow(/Expected q\/k\/v inputs for full attention/);
+  });
+
+  it('declares no cache and costs the raw attention whatever it is told to write', () => {
+    const full = fullStrategy();
+    expect(full.caches).toEqual({ reads: [], writes: [], observes: [] });
+    // 4·B·Lq·Lkv·C: 4·2·6·6·8 and, for cross-attention, 4·2·6·3·8
+    expect(full.flops(layerShape(layer!))).toBe(2304);
+    expect(full.flops(layerShape(layer!), { writes: ['residual'] })).toBe(2304);
+    expect(full.flops(layerShape(cross!))).toBe(1152);
   });
 });

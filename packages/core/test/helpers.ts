@@ -1,4 +1,4 @@
-import { tensor, type Tensor } from '../src/index.js';
+import { defineStrategy, tensor, type AttentionStrategy, type PlanView, type StrategySpec, type Tensor } from '../src/index.js';
 
 /** Deterministic pseudo-random numbers in [-1, 1) (mulberry32), for test inputs only. */
 export function rng(seed: number): () => number {
@@ -23,4 +23,26 @@ export function maxDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   let m = 0;
   for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
   return m;
+}
+
+/** A plan view over `steps[step][layer]` written by hand; `undefined` entries are undecided. */
+export function planOf(steps: readonly (readonly (string | undefined)[])[]): PlanView {
+  return {
+    numSteps: steps.length,
+    numLayers: steps[0]?.length ?? 0,
+    methodAt: (step, layer) => steps[step]?.[layer],
+  };
+}
+
+/** A strategy that only declares caches and FLOPs (run is never called in look-ahead tests). */
+export function declaredStrategy(name: string, caches: StrategySpec['caches'] = {}, flops: StrategySpec['flops'] = () => 0): AttentionStrategy {
+  return defineStrategy({
+    name,
+    caches,
+    needs: () => 'all',
+    run: async () => {
+      throw new Error(`${name}.run is not part of this test`);
+    },
+    flops,
+  });
 }

@@ -41,8 +41,24 @@ describe('strategy registry', () => {
     const reg = new StrategyRegistry();
     expect(() => reg.register({ name: 'x' } as never)).toThrow(expect.objectContaining({ code: ErrorCode.InvalidStrategy }));
     expect(() => reg.register({ ...strategy('x'), name: 'Bad Name' })).toThrow(expect.objectContaining({ code: ErrorCode.InvalidStrategy }));
-    expect(() => reg.register({ ...strategy('x'), traits: {} } as never)).toThrow(/traits\.consumesResidual/);
+    expect(() => reg.register({ ...strategy('x'), caches: {} } as never)).toThrow(/caches\.reads to be an array of cache kinds/);
+    expect(() => reg.register({ ...strategy('x'), caches: undefined } as never)).toThrow(expect.objectContaining({ code: ErrorCode.InvalidStrategy }));
+    expect(() => reg.register({ ...strategy('x'), caches: { reads: [], writes: [''], observes: [] } })).toThrow(/caches\.writes/);
+    expect(() => reg.register({ ...strategy('x'), caches: { reads: [], writes: [], observes: [3] } } as never)).toThrow(/caches\.observes/);
+    expect(() => reg.register({ ...strategy('x'), appliesTo: true } as never)).toThrow(/appliesTo to be a function/);
+    expect(() => reg.register({ ...strategy('x'), flops: undefined } as never)).toThrow(/flops\(\) function/);
     expect(() => reg.require('nope')).toThrow(expect.objectContaining({ code: ErrorCode.StrategyNotFound }));
+  });
+
+  it('defineStrategy fills the cache lists, copies and freezes them', () => {
+    const reads = ['residual'];
+    const s = defineStrategy({ name: 'wars', caches: { reads }, needs: () => 'all', run: async () => ({ kind: 'projected', output: null as never }), flops: () => 0 });
+    expect(s.caches).toEqual({ reads: ['residual'], writes: [], observes: [] });
+    reads.push('other');
+    expect(s.caches.reads).toEqual(['residual']);
+    expect(Object.isFrozen(s) && Object.isFrozen(s.caches) && Object.isFrozen(s.caches.reads)).toBe(true);
+    expect(strategy('plain').caches).toEqual({ reads: [], writes: [], observes: [] });
+    expect(() => defineStrategy({ ...strategy('y'), caches: { reads: [''] } })).toThrow(expect.objectContaining({ code: ErrorCode.InvalidStrategy }));
   });
 
   it('has a side-effect-free path that touches no global', () => {

@@ -1,4 +1,6 @@
 import {
+  type AttentionHooks,
+  type AttentionLayer,
   type CacheProvider,
   CacheManager,
   type CfgLayout,
@@ -8,15 +10,13 @@ import {
   type KernelBackend,
   type PlanView,
   ShapeMismatchError,
-  type StrategyContext,
   type StrategyEvent,
   type StrategyLookup,
-  StrategyNotFoundError,
   type Tensor,
   type WindowSpec,
   createReferenceBackend,
+  defineLayers,
   describeValue,
-  executeAttention,
   expectInteger,
   fullStrategy,
   strategySet,
@@ -24,6 +24,7 @@ import {
   throwIfAborted,
   uniformPlanView,
 } from '@ditfa/core';
+import { type Attend, createDispatcher, newTally } from '@ditfa/pipeline';
 import { type OrtModule, type OrtSession, type OrtTensor, type SessionOptions, createSession, loadOrt } from '@ditfa/ort-graph';
 import { type ModelConfig, type PixartConfig, architectureOf, outChannels } from './config.js';
 import { sincosPosEmbed, timestepFrequencies } from './embeddings.js';
@@ -62,10 +63,7 @@ export interface StepState {
   readonly height: number;
   readonly width: number;
   readonly tokens: number;
-  /** Milliseconds spent in strategies (attention) and elsewhere since `embed`. */
-  readonly attentionMs: number;
-  readonly otherMs: number;
-  /** Part of `otherMs` inside onnxruntime's `run` (the rest is JS glue: views, copies, unpatchify). */
+  /** Milliseconds inside onnxruntime's `run` since `embed` (the rest of a step is attention and JS glue). */
   readonly ortMs: number;
   /** The hidden state entering `block`, `[B, L, C]`; never written to. */
   readonly hidden: Tensor;
@@ -74,6 +72,8 @@ export interface StepState {
 export type BlockRunOptions = Omit<ForwardOptions, 'startBlock' | 'hiddenIn'> & {
   /** Method of each block (the planner's `methodFor`); wins over `methods` and the plan. */
   readonly methodFor?: (block: number) => string | undefined;
+  /** Adds attention milliseconds (dense hooks excluded) to `attentionMs`. */
+  readonly tally?: { attentionMs: number };
 };
 
 export interface ForwardOptions {
@@ -365,7 +365,8 @@ export class TransformerModel {
     this.#ortClock = 0;
     const emb = await this.#embedStep(x, t, cond, options.trace);
     const [B, , H, W] = x.shape as [number, number, number, number];
-    return makeState({ block: 0, batch: B, height: H, width: W, tokens: this.tokenGrid(H, W).tokens, attentionMs: 0, otherMs: performance.now() - started, ortMs: this.#ortClock }, emb, emb.tokens);
+    void started;
+    return makeState({ block: 0, batch: B, height: H, width: W, tokens: this.tokenGrid(H, W).tokens, ortMs: this.#ortClock }, emb, emb.tokens);
   }
 
   /** The same step state with another hidden state entering `block` (prefix reuse from a stored `[B, L, C]`). */
@@ -378,36 +379,49 @@ export class TransformerModel {
   }
 
   /**
-   * Runs blocks `from … to−1` on `state` (which must enter block `from`) and returns the state entering
-   * block `to`. Self-attention of block `i` goes to the strategy named by `methodFor(i)`, else
-   * `methods[i]`, else the plan at `step`. `state` is not modified.
+   * The attention layers of a batch of `batch` rows on an `height × width` latent: one `self` layer per
+   * block (`b.self`), `L = (H/p)·(W/p)` tokens, with `window` (default 1-D, `floor(L/8)` per side).
    */
-  async runBlocks(state: StepState, from: number, to: number, options: BlockRunOptions = {}): Promise<StepState> {
+  attentionLayers(height: number, width: number, batch: number, cfg: boolean, window?: WindowSpec): readonly AttentionLayer[] {
+    const { tokens } = this.tokenGrid(height, width);
+    const w = window ?? this.defaultWindow(height, width);
+    return defineLayers(Array.from({ length: this.config.depth }, (_, block) => ({ block, site: 'self', batch, tokens, heads: this.numHeads, headDim: this.headDim, cfg, window: w })));
+  }
+
+  /**
+   * Runs blocks `from … to−1` on `state` (which must enter block `from`) and returns the state entering
+   * block `to` (layer `i` is block `i`'s self-attention). Each block's self-attention goes through
+   * `attend(i, hooks)` — the pipeline's dispatcher — with the block's q/k/v and out-projection as hooks.
+   * `state` is not modified.
+   */
+  async runLayers(
+    state: StepState,
+    from: number,
+    to: number,
+    attend: Attend,
+    options: {
+      trace?: ForwardOptions['trace'];
+      onHidden?: ForwardOptions['onHidden'];
+      signal?: AbortSignal;
+      /** Which CFG half the hooks project for `'conditional'` (default the model's {@link cfgOrder}); must be the dispatcher's `cfg.order`. */
+      cfgOrder?: CfgOrder;
+    } = {},
+  ): Promise<StepState> {
     this.#check();
-    const started = performance.now();
-    let attentionMs = 0;
     const c = this.config;
     const ort = this.#ort;
     const trace = options.trace;
     const { emb, hidden } = internals(state);
-    if (from !== state.block) throw new InvalidArgumentError(`Expected runBlocks to start at the state's block ${state.block} but received from = ${describeValue(from)}`);
+    if (from !== state.block) throw new InvalidArgumentError(`Expected runLayers to start at the state's block ${state.block} but received from = ${describeValue(from)}`);
     expectInteger('to', to, from, c.depth);
-    const step = expectInteger('step', options.step ?? 0, 0);
     const B = state.batch;
     const L = state.tokens;
     const C = c.hiddenSize;
     const heads = this.numHeads;
     const D = this.headDim;
-    const cfg = options.cfg ?? null;
-    if (cfg && B % 2 !== 0) throw new ShapeMismatchError(`Expected an even batch for a CFG batch but received batch ${B}`);
+    const cfgOrder = options.cfgOrder ?? this.cfgOrder;
     const half = B / 2;
-    const condStart = cfg ? (cfg.order === 'cond-first' ? 0 : half) : 0;
-    const condRowsCount = cfg ? half : B;
-    const plan = options.plan ?? uniformPlanView(step + 1, c.depth, 'full');
-    const strategies = options.strategies ?? defaultStrategies();
-    const backend = options.backend ?? createReferenceBackend();
-    const cache = options.cache ?? new CacheManager();
-    const window = options.window ?? { kind: '1d' as const, size: Math.floor(L / 8) };
+    const condStart = cfgOrder === 'cond-first' ? 0 : half;
 
     let h: OrtTensor = hidden;
     let ortMs = 0;
@@ -416,32 +430,11 @@ export class TransformerModel {
       options.onHidden?.(b, asTensor(h));
       const sessions = this.#blocks[b]!;
       const mod = emb.mods[b]!;
-      const method = options.methodFor?.(b) ?? options.methods?.[b] ?? plan.methodAt(step, b) ?? 'full';
-      const strategy = strategies.get(method);
-      if (!strategy) {
-        throw new StrategyNotFoundError(`Expected a strategy named "${method}" for step ${step}, block ${b} but the pipeline has: ${strategies.names().join(', ') || 'none'}`);
-      }
-      const ctx: StrategyContext = {
-        step,
-        block: b,
-        numSteps: plan.numSteps,
-        numBlocks: c.depth,
-        method,
-        cfg,
-        backend,
-        plan,
-        cache: cache.scope(b),
-        window,
-        compute: options.compute ?? 'fp32',
-        strategies,
-        report: (e) => options.onEvent?.(e),
-      };
-      let denseMs = 0;
-      const t0 = performance.now();
-      const projectedTensor = await executeAttention(strategy, ctx, {
+      const hooks: AttentionHooks = {
         qkv: async (rowSel) => {
           const d0 = performance.now();
-          const subset = rowSel === 'conditional' && cfg !== null;
+          const subset = rowSel === 'conditional';
+          if (subset && B % 2 !== 0) throw new ShapeMismatchError(`Expected an even batch for a CFG batch but received batch ${B}`);
           const R = subset ? half : B;
           const qkv = await sessions.pre.run({ x: subset ? rowsOf(ort, h, condStart, condStart + half) : h, mod: subset ? rowsOf(ort, mod, condStart, condStart + half) : mod });
           const shape = [R, L, heads, D];
@@ -450,21 +443,19 @@ export class TransformerModel {
             if (qkv.attn_in) trace(`block.${b}.attn_in`, asTensor(qkv.attn_in));
             for (const n of ['q', 'k', 'v'] as const) trace(`block.${b}.${n}`, out[n]);
           }
-          denseMs += performance.now() - d0;
+          ortMs += performance.now() - d0;
           return out;
         },
         project: async (attention, rowSel) => {
           const d0 = performance.now();
-          const R = rowSel === 'conditional' ? condRowsCount : B;
+          const R = rowSel === 'conditional' ? half : B;
           trace?.(`block.${b}.attn_core`, attention);
           const y = (await sessions.out.run({ a: new ort.Tensor('float32', attention.data, [R, L, C]) })).y!;
-          denseMs += performance.now() - d0;
+          ortMs += performance.now() - d0;
           return asTensor(y, [R, L, C]);
         },
-        shape: { batch: B, tokens: L, heads, headDim: D, channels: C }, // core checks every strategy result
-      });
-      attentionMs += performance.now() - t0 - denseMs;
-      ortMs += denseMs;
+      };
+      const projectedTensor = await attend(b, hooks);
       const projected = new ort.Tensor('float32', projectedTensor.data, [B, L, C]);
       trace?.(`block.${b}.attn_out`, projectedTensor);
       const feeds: Record<string, OrtTensor> = { x: h, attn: projected, mod, ...(emb.cross?.[b] ?? {}) };
@@ -476,25 +467,53 @@ export class TransformerModel {
       trace?.(`block.${b}.out`, asTensor(h));
     }
     if (to === c.depth) options.onHidden?.(c.depth, asTensor(h));
-    const elapsed = performance.now() - started;
-    return makeState({ ...state, block: to, attentionMs: state.attentionMs + attentionMs, otherMs: state.otherMs + elapsed - attentionMs, ortMs: state.ortMs + ortMs }, emb, h);
+    return makeState({ ...state, block: to, ortMs: state.ortMs + ortMs }, emb, h);
+  }
+
+  /**
+   * {@link runLayers} with a dispatcher made from `options` (a plan or per-block methods, strategies,
+   * backend, caches, CFG layout, window): what {@link forward} uses outside a pipeline (tests, benches).
+   */
+  async runBlocks(state: StepState, from: number, to: number, options: BlockRunOptions = {}): Promise<StepState> {
+    const step = expectInteger('step', options.step ?? 0, 0);
+    const c = this.config;
+    const cfg = options.cfg ?? null;
+    if (cfg && state.batch % 2 !== 0) throw new ShapeMismatchError(`Expected an even batch for a CFG batch but received batch ${state.batch}`);
+    const plan = options.plan ?? uniformPlanView(step + 1, c.depth, 'full');
+    const layers = this.attentionLayers(state.height, state.width, state.batch, cfg !== null, options.window);
+    const tally = newTally();
+    const attend = createDispatcher({
+      step,
+      numSteps: plan.numSteps,
+      layers,
+      plan,
+      methodFor: (b) => options.methodFor?.(b) ?? options.methods?.[b],
+      strategies: options.strategies ?? defaultStrategies(),
+      backend: options.backend ?? createReferenceBackend(),
+      cache: options.cache ?? new CacheManager(),
+      cfg,
+      compute: options.compute ?? 'fp32',
+      tally,
+      ...(options.signal ? { signal: options.signal } : {}),
+      ...(options.onEvent ? { onEvent: options.onEvent } : {}),
+    });
+    // The hooks must take the conditional half the dispatcher's strategies were told about.
+    const out = await this.runLayers(state, from, to, attend, { ...options, ...(cfg ? { cfgOrder: cfg.order } : {}) });
+    if (options.tally) options.tally.attentionMs += tally.attentionMs;
+    return out;
   }
 
   /** The model output `[B, out, H, W]` from the state after the last block (before guidance). */
-  async output(state: StepState, options: { trace?: ForwardOptions['trace'] } = {}): Promise<ForwardResult> {
+  async output(state: StepState, options: { trace?: ForwardOptions['trace'] } = {}): Promise<Tensor> {
     this.#check();
-    const started = performance.now();
     const c = this.config;
     if (state.block !== c.depth) throw new InvalidArgumentError(`Expected a state after the last block (${c.depth}) but received one entering block ${state.block}`);
     const { emb, hidden } = internals(state);
-    const r0 = performance.now();
     const fin = (await this.#final.run({ x: hidden, final_mod: emb.finalMod })).tokens!;
-    const ortMs = state.ortMs + performance.now() - r0;
     options.trace?.('final_tokens', asTensor(fin));
     const out = outChannels(c);
     const p = c.patchSize;
-    const output = tensor(unpatchify(fin.data as Float32Array, state.batch, state.height / p, state.width / p, p, out), [state.batch, out, state.height, state.width]);
-    return { output, timings: { attentionMs: state.attentionMs, otherMs: state.otherMs + performance.now() - started, ortMs } };
+    return tensor(unpatchify(fin.data as Float32Array, state.batch, state.height / p, state.width / p, p, out), [state.batch, out, state.height, state.width]);
   }
 
   /**
@@ -503,12 +522,18 @@ export class TransformerModel {
    * hidden state instead of block 0.
    */
   async forward(x: Tensor, t: number | ArrayLike<number>, cond: Condition, options: ForwardOptions = {}): Promise<ForwardResult> {
+    const started = performance.now();
     const startBlock = expectInteger('startBlock', options.startBlock ?? 0, 0, this.config.depth);
     if (startBlock > 0 && !options.hiddenIn) throw new InvalidArgumentError(`Expected hiddenIn with startBlock ${startBlock} but received none`);
     let state = await this.embed(x, t, cond, options);
     if (options.hiddenIn) state = this.withHidden(state, startBlock, options.hiddenIn);
-    state = await this.runBlocks(state, startBlock, this.config.depth, options);
-    return this.output(state, options);
+    const tally = { attentionMs: 0 };
+    state = await this.runBlocks(state, startBlock, this.config.depth, { ...options, tally });
+    const r0 = performance.now();
+    const output = await this.output(state, options);
+    const ortMs = state.ortMs + performance.now() - r0;
+    const total = performance.now() - started;
+    return { output, timings: { attentionMs: tally.attentionMs, otherMs: total - tally.attentionMs, ortMs } };
   }
 
   /** True when graphs also output intermediates. */

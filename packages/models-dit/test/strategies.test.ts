@@ -1,4 +1,6 @@
-import { type Tensor, cloneTensor, createReferenceBackend, defineStrategy, fullStrategy, strategySet, tensor } from '@ditfa/core';
+import { CacheManager, type Tensor, cloneTensor, createReferenceBackend, defineStrategy, fullStrategy, strategySet, tensor, uniformPlanView } from '@ditfa/core';
+import { ast } from '@ditfa/strategy-ast';
+import { wars } from '@ditfa/strategy-wars';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ditConfig } from '../src/config.js';
 import { loadModel } from '../src/load.js';
@@ -63,15 +65,14 @@ describe('the attention-strategy contract in the adapter', () => {
     const observed: number[] = [];
     const reuse = defineStrategy({
       name: 'reuse',
-      traits: { reusesOutput: true },
       needs: () => 'none',
       async run(ctx, inputs) {
         expect(inputs).toBeNull();
-        return { kind: 'projected', output: stored.get(ctx.block)! };
+        return { kind: 'projected', output: stored.get(ctx.layer.index)! };
       },
       observe(ctx, event) {
-        observed.push(ctx.block);
-        stored.set(ctx.block, cloneTensor(event.output));
+        observed.push(ctx.layer.index);
+        stored.set(ctx.layer.index, cloneTensor(event.output));
       },
       flops: () => 0,
     });
@@ -87,6 +88,29 @@ describe('the attention-strategy contract in the adapter', () => {
     expect(traced).not.toContain('block.1.attn_core');
     expect(traced).toContain('block.0.q');
     expect(observed).toEqual([0, 1, 2, 0, 2]);
+  });
+
+  it('WA-RS and AST through forward(): the caches of step 0 serve step 1 of the same input, and the last reader drops them', async () => {
+    // [wars()] brings the residual-refreshing `full` of @ditfa/strategy-wars as its companion
+    const strategies = strategySet([wars(), ast()]);
+    expect(strategies.get('full')!.caches.writes).toEqual(['residual']);
+    const x = noise([4, 4, 8, 8], 13);
+    const cond = { classLabels: [3, 7, 10, 10] };
+    const cfg = { order: 'cond-first' } as const;
+    for (const method of ['wars', 'ast'] as const) {
+      const plan = uniformPlanView(2, 3, method);
+      const cache = new CacheManager();
+      const step0 = await model.forward(x, 250, cond, { strategies, plan, cache, cfg, step: 0 });
+      // one entry per layer: the residual full − window [4, 16, 2, 16], or the projected output [4, 16, 32]
+      expect(cache.entries()).toEqual([0, 1, 2].map((layer) => ({ layer, kind: method === 'wars' ? 'residual' : 'projected', bytes: 4 * 16 * 32 * 4 })));
+      const events: unknown[] = [];
+      const step1 = await model.forward(x, 250, cond, { strategies, plan, cache, cfg, step: 1, onEvent: (e) => events.push(e) });
+      expect(events).toEqual([]);
+      expect(cache.entries()).toEqual([]);
+      // window + (full − window) is full attention up to rounding; AST returns the very output of step 0
+      if (method === 'wars') expect(maxRelError(step1.output.data, step0.output.data)).toBeLessThan(1e-5);
+      else expect(maxRelError(step1.output.data, step0.output.data)).toBe(0);
+    }
   });
 
   it('reports attention and other time separately', async () => {

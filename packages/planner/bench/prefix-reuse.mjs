@@ -36,15 +36,15 @@ for (const threshold of thresholds) {
   for (const mode of ['naive', 'prefix']) {
     const t0 = performance.now();
     const plan = await searchPlan(pipe.calibrationTarget(request), { threshold, mode });
-    row[mode] = { blockEvaluations: plan.totals.blockEvaluations, seconds: (performance.now() - t0) / 1000, attentionFlopsFraction: plan.totals.attentionFlopsFraction };
+    row[mode] = { layerEvaluations: plan.totals.layerEvaluations, seconds: (performance.now() - t0) / 1000, attentionFlopsFraction: plan.totals.attentionFlopsFraction };
     plans[mode] = JSON.stringify(plan.steps.map((r) => r.map((e) => e.method)));
   }
   row.identicalPlans = plans.naive === plans.prefix;
-  row.evaluationRatio = row.prefix.blockEvaluations / row.naive.blockEvaluations;
+  row.evaluationRatio = row.prefix.layerEvaluations / row.naive.layerEvaluations;
   row.timeRatio = row.prefix.seconds / row.naive.seconds;
   results.push(row);
   console.log(
-    `${threshold}: naive ${row.naive.blockEvaluations} evaluations in ${row.naive.seconds.toFixed(1)} s, prefix ${row.prefix.blockEvaluations} in ${row.prefix.seconds.toFixed(1)} s → ` +
+    `${threshold}: naive ${row.naive.layerEvaluations} evaluations in ${row.naive.seconds.toFixed(1)} s, prefix ${row.prefix.layerEvaluations} in ${row.prefix.seconds.toFixed(1)} s → ` +
       `${row.evaluationRatio.toFixed(3)}× evaluations (goal ≤ 0.55), ${row.timeRatio.toFixed(3)}× time; identical plans: ${row.identicalPlans}; attention FLOPs ${(100 * row.prefix.attentionFlopsFraction).toFixed(1)} %`,
   );
 }

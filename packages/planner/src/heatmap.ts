@@ -18,20 +18,23 @@ export interface HeatmapOptions {
 }
 
 /**
- * The plan as a block × step heatmap like the paper's Figure 5: one row per transformer block (block 0
- * at the top), one column per denoising step, one colour per method, with a legend and the totals.
+ * The plan as a layer × step heatmap like the paper's Figure 5: one row per attention layer in model
+ * order (labelled with its id, `3.self`, `0.spatial`, `0.temporal`, …; layer 0 at the top), one column
+ * per denoising step, one colour per method, with a legend and the totals.
  */
 export function renderPlanHeatmap(plan: PlanDocument, options: HeatmapOptions = {}): Canvas {
   const cell = options.cell ?? 10;
   const T = plan.steps.length;
-  const N = plan.numBlocks;
+  const layers = plan.fingerprint.layers;
+  const N = layers.length;
+  const labelEvery = N <= 40 ? 1 : 5;
   const used = [...new Set(plan.steps.flat().map((e) => e.method))];
   const order = [...Object.keys(METHOD_COLOURS), ...used.filter((m) => !(m in METHOD_COLOURS)).sort()].filter((m) => used.includes(m));
   let extra = 0;
   const colour = new Map<string, Rgb>();
   for (const m of order) colour.set(m, hexColor(options.colours?.[m] ?? METHOD_COLOURS[m] ?? EXTRA_COLOURS[extra++ % EXTRA_COLOURS.length]!));
 
-  const left = 34;
+  const left = Math.max(34, 6 + Math.max(...layers.map((l) => textWidth(l.id))));
   const top = 22;
   const gridW = T * cell;
   const gridH = N * cell;
@@ -41,13 +44,13 @@ export function renderPlanHeatmap(plan: PlanDocument, options: HeatmapOptions = 
   const height = top + gridH + 18 + legendRows * 12 + 6;
   const canvas = new Canvas(width, height);
   canvas.text(left, 4, title);
-  canvas.text(2, top - 9, 'block');
+  canvas.text(2, top - 9, 'layer');
   canvas.text(left, top + gridH + 4, 'step 0');
   const lastLabel = `${T - 1}`;
   canvas.text(left + gridW - textWidth(lastLabel), top + gridH + 4, lastLabel);
   for (let b = 0; b < N; b++) {
-    if (N <= 40 || b % 5 === 0) {
-      const label = `${b}`;
+    if (b % labelEvery === 0) {
+      const label = layers[b]!.id;
       if (cell >= 8) canvas.text(left - 3 - textWidth(label), top + b * cell + Math.max(0, (cell - 7) >> 1), label);
     }
     for (let s = 0; s < T; s++) canvas.fillRect(left + s * cell, top + b * cell, cell - (cell > 4 ? 1 : 0), cell - (cell > 4 ? 1 : 0), colour.get(plan.steps[s]![b]!.method)!);

@@ -9,15 +9,16 @@ import {
   diffFingerprints,
   meanRelativeAbsoluteError,
   rawAttentionFlops,
-  blockAttentionFlops,
+  layerAttentionFlops,
+  layerShape,
   type CacheProvider,
+  type CalibrationTarget,
   type PlanDocument,
   type PlanEntry,
   type PlanFingerprint,
   type PlanView,
   type Tensor,
 } from '@ditfa/core';
-import type { CalibrationTarget } from './target.js';
 import { resolveThreshold, type ThresholdName } from './thresholds.js';
 
 /** The paper's candidates, most compressive first (the search re-sorts by the FLOP model anyway). */
@@ -30,26 +31,27 @@ export type PlannerEvent =
   | {
       readonly type: 'candidate';
       readonly step: number;
-      readonly block: number;
+      /** Layer index in model order. */
+      readonly layer: number;
       readonly method: string;
       readonly loss: number;
       readonly limit: number;
       readonly accepted: boolean;
     }
-  | { readonly type: 'block-decided'; readonly step: number; readonly block: number; readonly method: string; readonly loss: number | null }
-  | { readonly type: 'step-done'; readonly step: number; readonly numSteps: number; readonly blockEvaluations: number; readonly seconds: number };
+  | { readonly type: 'layer-decided'; readonly step: number; readonly layer: number; readonly method: string; readonly loss: number | null }
+  | { readonly type: 'step-done'; readonly step: number; readonly numSteps: number; readonly layerEvaluations: number; readonly seconds: number };
 
 /** A partial search, saved after every step so an interrupted search can resume. */
 export interface SearchState {
   readonly format: 'ditfa-plan-search';
-  readonly version: 1;
+  readonly version: 2;
   readonly fingerprint: PlanFingerprint;
   readonly threshold: { readonly delta: number; readonly name?: ThresholdName };
   readonly candidates: readonly string[];
   readonly mode: SearchMode;
-  /** Decided steps, `decided[step][block]`. */
+  /** Decided steps, `decided[step][layer]`. */
   readonly decided: readonly (readonly { readonly method: string; readonly loss: number | null }[])[];
-  readonly blockEvaluations: number;
+  readonly layerEvaluations: number;
   readonly searchSeconds: number;
 }
 
@@ -58,7 +60,7 @@ export interface SearchOptions {
   readonly threshold: ThresholdName | number | string;
   /** Candidate method names; default: the paper's four, sorted by the FLOP model (most compressive first). */
   readonly candidates?: readonly string[];
-  /** `prefix` (default) starts each trial from the stored state before the block under test; `naive` recomputes every block. */
+  /** `prefix` (default) starts each trial from the stored state before the layer under test; `naive` recomputes every layer. */
   readonly mode?: SearchMode;
   readonly signal?: AbortSignal;
   readonly onProgress?: (event: PlannerEvent) => void;
@@ -82,15 +84,23 @@ interface Decision {
 }
 
 /**
- * The paper's Algorithm 1. One calibration generation; step 0 runs full attention; at every later step
- * the reference output is the model output with every block at full attention for this step (earlier
- * steps under their chosen methods); blocks in order, candidates in order of decreasing compression,
- * the first whose loss is below `(i+1)/N · δ` is accepted; then the step runs for real with the chosen
- * methods, filling the caches.
+ * The paper's Algorithm 1 over attention layers. One calibration generation; step 0 runs full
+ * attention; at every later step the reference output is the model output with every layer at full
+ * attention for this step (earlier steps under their chosen methods); layers in model order,
+ * candidates that apply to the layer in order of decreasing compression, the first whose loss is below
+ * `(i+1)/N · δ` is accepted (`i` the layer's index in model order, `N` the number of layers); then the
+ * step runs for real with the chosen methods, filling the caches.
  *
- * In `prefix` mode a trial for block `i` starts from the stored state after block `i-1` (blocks before `i`
- * keep their decided methods, so their output does not change), and block `i` runs with its caches in
- * an overlay that is committed when its candidate is accepted, so the step's real run is the chain of
+ * The limit: the paper gives block `i` of `N` the budget `(i+1)/N · δ` because the output error it
+ * measures is cumulative — every decision before `i` is already in the model output — so the budget
+ * grows linearly along the order in which decisions are made and reaches δ at the last. With several
+ * attention layers per block the decisions are made per layer in the order the model runs them, so the
+ * same reasoning gives layer `i` of `N` layers `(i+1)/N · δ`; for models with one self-attention per
+ * block (DiT, PixArt-Σ) this is exactly the paper's rule.
+ *
+ * In `prefix` mode a trial for layer `i` starts from the stored state entering layer `i` (layers before
+ * `i` keep their decided methods, so their output does not change), and layer `i` runs with its caches
+ * in an overlay that is committed when its candidate is accepted, so the step's real run is the chain of
  * accepted trials and costs nothing extra. The plan is identical to `naive` mode's.
  */
 export async function searchPlan<H>(target: CalibrationTarget<H>, options: SearchOptions): Promise<PlanDocument> {
@@ -100,10 +110,10 @@ export async function searchPlan<H>(target: CalibrationTarget<H>, options: Searc
   if (mode !== 'prefix' && mode !== 'naive') {
     throw new InvalidArgumentError(`Expected search mode 'prefix' or 'naive' but received ${JSON.stringify(mode)}`);
   }
-  const N = target.numBlocks;
+  const N = target.layers.length;
   const T = target.numSteps;
-  const candidatesFor = orderCandidates(target, options.candidates ?? DEFAULT_CANDIDATES.filter((c) => target.strategies.get(c)));
-  const candidateNames = candidatesFor(0);
+  const candidateNames = checkCandidates(target, options.candidates ?? DEFAULT_CANDIDATES.filter((c) => target.strategies.get(c)));
+  const candidatesFor = orderCandidates(target, candidateNames);
   const decided: Decision[][] = [];
   let evaluations = 0;
   let priorSeconds = 0;
@@ -118,7 +128,7 @@ export async function searchPlan<H>(target: CalibrationTarget<H>, options: Searc
       throw new SearchResumeError(`Cannot resume a search made for something else (differs in: ${mismatches.join(', ')})`);
     }
     for (const row of r.decided) decided.push(row.map((d) => ({ ...d })));
-    evaluations = r.blockEvaluations;
+    evaluations = r.layerEvaluations;
     priorSeconds = r.searchSeconds;
   }
 
@@ -128,12 +138,12 @@ export async function searchPlan<H>(target: CalibrationTarget<H>, options: Searc
   };
   const run = async (hidden: H, from: number, to: number, step: number, methods: readonly string[], plan: PlanView, cache: CacheProvider): Promise<H> => {
     evaluations += to - from;
-    return target.runBlocks(hidden, from, to, { step, methodFor: (b) => methods[b]!, plan, cache });
+    return target.runLayers(hidden, from, to, { step, methodFor: (b) => methods[b]!, plan, cache });
   };
   /** Decided steps before `step`; at `step` the given methods; later steps: undecided for `free`, full elsewhere. */
   const view = (step: number, methods: readonly string[], free: number | 'all' | 'none'): PlanView => ({
     numSteps: T,
-    numBlocks: N,
+    numLayers: N,
     methodAt: (s, b) => {
       if (s < 0 || s >= T || b < 0 || b >= N) return undefined;
       if (s < step) return decided[s]?.[b]?.method;
@@ -181,7 +191,7 @@ export async function searchPlan<H>(target: CalibrationTarget<H>, options: Searc
             }
             const loss = meanRelativeAbsoluteError(reference.data, (await target.output(end, step)).data);
             const ok = loss < limit;
-            emit({ type: 'candidate', step, block: i, method: m, loss, limit, accepted: ok });
+            emit({ type: 'candidate', step, layer: i, method: m, loss, limit, accepted: ok });
             if (ok) {
               accepted = { method: m, loss };
               chosen[i] = m;
@@ -202,7 +212,7 @@ export async function searchPlan<H>(target: CalibrationTarget<H>, options: Searc
             }
           }
           row.push(accepted);
-          emit({ type: 'block-decided', step, block: i, method: accepted.method, loss: accepted.loss });
+          emit({ type: 'layer-decided', step, layer: i, method: accepted.method, loss: accepted.loss });
         }
         if (mode === 'prefix') {
           output = await target.output(prefix, step);
@@ -213,16 +223,16 @@ export async function searchPlan<H>(target: CalibrationTarget<H>, options: Searc
       }
       await target.advance(step, output);
       if (step >= replayed) {
-        emit({ type: 'step-done', step, numSteps: T, blockEvaluations: evaluations - evalsBefore, seconds: (performance.now() - stepStart) / 1000 });
+        emit({ type: 'step-done', step, numSteps: T, layerEvaluations: evaluations - evalsBefore, seconds: (performance.now() - stepStart) / 1000 });
         options.onCheckpoint?.({
           format: 'ditfa-plan-search',
-          version: 1,
+          version: 2,
           fingerprint: target.fingerprint,
           threshold,
           candidates: candidateNames,
           mode,
           decided: decided.map((r) => r.map((d) => ({ ...d }))),
-          blockEvaluations: evaluations,
+          layerEvaluations: evaluations,
           searchSeconds: priorSeconds + (performance.now() - started) / 1000,
         });
       }
@@ -234,27 +244,44 @@ export async function searchPlan<H>(target: CalibrationTarget<H>, options: Searc
   return buildPlanDocument(target, decided, {
     threshold,
     candidates: candidateNames,
-    blockEvaluations: evaluations,
+    layerEvaluations: evaluations,
     searchSeconds: priorSeconds + (performance.now() - started) / 1000,
     generator: options.generator,
   });
 }
 
-/** Orders candidate names by their FLOPs on each block's shape, most compressive first (stable). */
-function orderCandidates(target: CalibrationTarget<unknown>, names: readonly string[]): (block: number) => string[] {
+/** Checks candidate names: known strategies, `full` excluded (it is the fallback). */
+function checkCandidates(target: CalibrationTarget<unknown>, names: readonly string[]): string[] {
+  if (target.layers.length === 0) throw new InvalidArgumentError('Expected a calibration target with at least one attention layer but it has none');
   for (const n of names) {
     if (n === 'full') throw new InvalidArgumentError('Expected candidates other than "full" (full attention is the fallback) but received "full"');
     if (!target.strategies.get(n)) {
       throw new StrategyNotFoundError(`Expected a strategy for candidate "${n}" but the pipeline has: ${target.strategies.names().join(', ')}`);
     }
   }
+  // Recorded in the plan in the order of their FLOPs on the first layer (most compressive first, stable).
+  const shape = layerShape(target.layers[0]!);
+  return [...names].map((n, i) => ({ n, i, f: target.strategies.get(n)!.flops(shape) })).sort((a, b) => a.f - b.f || a.i - b.i).map((x) => x.n);
+}
+
+/**
+ * The candidates of each layer: those that apply to it (`appliesTo`), ordered by their FLOPs on the
+ * layer's shape, most compressive first (stable).
+ */
+function orderCandidates(target: CalibrationTarget<unknown>, names: readonly string[]): (layer: number) => string[] {
   const cache = new Map<number, string[]>();
-  return (block) => {
-    let order = cache.get(block);
+  return (layer) => {
+    let order = cache.get(layer);
     if (!order) {
-      const shape = target.attentionShape(block);
-      order = [...names].map((n, i) => ({ n, i, f: target.strategies.get(n)!.flops(shape) })).sort((a, b) => a.f - b.f || a.i - b.i).map((x) => x.n);
-      cache.set(block, order);
+      const l = target.layers[layer]!;
+      const shape = layerShape(l);
+      order = [...names]
+        .map((n) => target.strategies.get(n)!)
+        .filter((s) => s.appliesTo?.(l) ?? true)
+        .map((s, i) => ({ n: s.name, i, f: s.flops(shape) }))
+        .sort((a, b) => a.f - b.f || a.i - b.i)
+        .map((x) => x.n);
+      cache.set(layer, order);
     }
     return order;
   };
@@ -262,27 +289,27 @@ function orderCandidates(target: CalibrationTarget<unknown>, names: readonly str
 
 /** Per-entry FLOPs fractions (residual refreshes included, from the final plan) and the totals. */
 export function buildPlanDocument(
-  target: Pick<CalibrationTarget<unknown>, 'numBlocks' | 'numSteps' | 'fingerprint' | 'strategies' | 'attentionShape'>,
+  target: Pick<CalibrationTarget<unknown>, 'layers' | 'numSteps' | 'fingerprint' | 'strategies'>,
   decided: readonly (readonly Decision[])[],
   info: {
     threshold: { delta: number; name?: ThresholdName };
     candidates: readonly string[];
-    blockEvaluations: number;
+    layerEvaluations: number;
     searchSeconds: number;
     generator?: string | undefined;
   },
 ): PlanDocument {
-  const N = target.numBlocks;
+  const N = target.layers.length;
   const T = target.numSteps;
-  const plan: PlanView = { numSteps: T, numBlocks: N, methodAt: (s, b) => decided[s]?.[b]?.method };
+  const plan: PlanView = { numSteps: T, numLayers: N, methodAt: (s, b) => decided[s]?.[b]?.method };
   let total = 0;
   let raw = 0;
   const steps: PlanEntry[][] = decided.map((row, step) =>
-    row.map((d, block) => {
+    row.map((d, layer) => {
       const strategy = target.strategies.get(d.method);
       if (!strategy) throw new StrategyNotFoundError(`Expected a strategy for method "${d.method}" but none is in the pipeline`);
-      const shape = target.attentionShape(block);
-      const flops = blockAttentionFlops(strategy, shape, { step, block, numSteps: T, plan, strategies: target.strategies });
+      const shape = layerShape(target.layers[layer]!);
+      const flops = layerAttentionFlops(strategy, shape, { step, layer, numSteps: T, plan, strategies: target.strategies });
       const r = rawAttentionFlops(shape);
       total += flops;
       raw += r;
@@ -295,9 +322,8 @@ export function buildPlanDocument(
     fingerprint: target.fingerprint,
     threshold: info.threshold,
     candidates: [...info.candidates],
-    numBlocks: N,
     steps,
-    totals: { attentionFlopsFraction: raw === 0 ? 0 : total / raw, searchSeconds: info.searchSeconds, blockEvaluations: info.blockEvaluations },
+    totals: { attentionFlopsFraction: raw === 0 ? 0 : total / raw, searchSeconds: info.searchSeconds, layerEvaluations: info.layerEvaluations },
     createdAt: new Date().toISOString(),
     ...(info.generator ? { generator: info.generator } : {}),
   };

@@ -1,25 +1,50 @@
-import { AbortedError, ErrorCode, checkPlanFingerprint, fullStrategy, parsePlan, planView, serializePlan, strategySet, validatePlan, type PlanDocument } from '@ditfa/core';
+import { AbortedError, ErrorCode, type CalibrationTarget, type PlanDocument, type Tensor, parsePlan, serializePlan, strategySet, validatePlan } from '@ditfa/core';
+import { type GenerateOptionsBase, createPipeline } from '@ditfa/pipeline';
+import { type GridModelConfig, type GridOptions, type GridState, createGridModel } from '@ditfa/pipeline/testing';
 import { strategies as astStrategies } from '@ditfa/strategy-ast';
 import { strategies as ascStrategies } from '@ditfa/strategy-asc';
 import { strategies as warsStrategies } from '@ditfa/strategy-wars';
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_CANDIDATES, THRESHOLDS, explain, resolveThreshold, searchPlan, type PlannerEvent, type SearchState } from '../src/index.js';
-import { ToyTarget } from './toy-target.js';
 
-const lookup = () => strategySet([fullStrategy(), ...warsStrategies(), ...astStrategies(), ...ascStrategies()]);
-const toy = (o: Partial<ConstructorParameters<typeof ToyTarget>[0]> = {}) => new ToyTarget({ strategies: lookup(), ...o });
+const all = () => [...warsStrategies(), ...astStrategies(), ...ascStrategies()];
+const lookup = () => strategySet(all());
 const methods = (plan: PlanDocument) => plan.steps.map((row) => row.map((e) => e.method));
 
-/** Runs a generation on the toy under a plan (the way a pipeline would) and returns the final sample. */
-async function generate(target: ToyTarget, plan: PlanDocument): Promise<Float32Array> {
-  checkPlanFingerprint(plan, target.fingerprint);
-  const { cache } = await target.begin();
-  const view = planView(plan);
-  for (let step = 0; step < target.numSteps; step++) {
-    const h = await target.runBlocks(await target.embed(step), 0, target.numBlocks, { step, methodFor: (b) => view.methodAt(step, b)!, plan: view, cache });
-    await target.advance(step, await target.output(h));
-  }
-  return target.sample();
+interface ToyOptions {
+  readonly blocks?: number;
+  readonly steps?: number;
+  readonly sites?: GridModelConfig['sites'];
+}
+
+/**
+ * A calibration target from `@ditfa/pipeline` on its toy grid model (3 blocks of self-attention over a
+ * 4×4 grid by default, 8 DDIM steps, CFG 4 on 2 samples), counting the layer evaluations the search
+ * asks for and recording the model output of every committed step.
+ */
+function toy(o: ToyOptions = {}) {
+  const config: GridModelConfig = { blocks: o.blocks ?? 3, height: 4, width: 4, heads: 2, headDim: 4, sites: o.sites ?? ['self'], seed: 3 };
+  const pipe = createPipeline(createGridModel(config), { strategies: all() });
+  const request: GridOptions & GenerateOptionsBase = { classLabels: [1, 2], seed: 4, steps: o.steps ?? 8, guidanceScale: 4, sampler: 'ddim', images: false };
+  const inner = pipe.calibrationTarget(request);
+  const counted = { layerRuns: 0, outputs: [] as Tensor[] };
+  const target: CalibrationTarget<GridState> & { latents(): Tensor | null } = {
+    ...inner,
+    runLayers: (h, from, to, run) => {
+      counted.layerRuns += to - from;
+      return inner.runLayers(h, from, to, run);
+    },
+    advance: (step, output) => {
+      counted.outputs.push(output);
+      return inner.advance(step, output);
+    },
+  };
+  return Object.assign(target, { pipe, request, counted });
+}
+
+/** Generates under a plan with the pipeline (as a user would) and returns the final sample. */
+async function generate(t: ReturnType<typeof toy>, plan: PlanDocument): Promise<Float32Array> {
+  return (await t.pipe.generate({ ...t.request, plan })).latents.data;
 }
 
 describe('greedy plan search (Algorithm 1)', () => {
@@ -54,7 +79,7 @@ describe('greedy plan search (Algorithm 1)', () => {
     expect(new Set(fractions.map((f) => f.toFixed(6))).size).toBeGreaterThan(2);
   });
 
-  it('prefix reuse finds the identical plan with fewer block evaluations', async () => {
+  it('prefix reuse finds the identical plan with fewer layer evaluations', async () => {
     for (const threshold of ['D2', 'D4', 'D6'] as const) {
       const naiveTarget = toy({ blocks: 4 });
       const prefixTarget = toy({ blocks: 4 });
@@ -63,11 +88,10 @@ describe('greedy plan search (Algorithm 1)', () => {
       expect(methods(prefix)).toEqual(methods(naive));
       expect(prefix.steps.map((r) => r.map((e) => e.loss))).toEqual(naive.steps.map((r) => r.map((e) => e.loss)));
       // the calibration generation itself is the same, step for step
-      expect(prefixTarget.outputs.map((o) => [...o.data])).toEqual(naiveTarget.outputs.map((o) => [...o.data]));
-      const counted = (t: ToyTarget) => t.blockRuns.reduce((a, b) => a + b, 0);
-      expect(naive.totals.blockEvaluations).toBe(counted(naiveTarget));
-      expect(prefix.totals.blockEvaluations).toBe(counted(prefixTarget));
-      expect(prefix.totals.blockEvaluations!).toBeLessThan(naive.totals.blockEvaluations!);
+      expect(prefixTarget.counted.outputs.map((o) => [...o.data])).toEqual(naiveTarget.counted.outputs.map((o) => [...o.data]));
+      expect(naive.totals.layerEvaluations).toBe(naiveTarget.counted.layerRuns);
+      expect(prefix.totals.layerEvaluations).toBe(prefixTarget.counted.layerRuns);
+      expect(prefix.totals.layerEvaluations!).toBeLessThan(naive.totals.layerEvaluations!);
     }
   });
 
@@ -77,6 +101,10 @@ describe('greedy plan search (Algorithm 1)', () => {
     const a = await generate(toy(), plan);
     const b = await generate(toy(), reloaded);
     expect(Buffer.from(b.buffer).equals(Buffer.from(a.buffer))).toBe(true);
+    // the generation under the plan is the calibration generation itself (same inputs, same methods)
+    const calibrated = toy();
+    await searchPlan(calibrated, { threshold: 'D4' });
+    expect(Buffer.from(a.buffer).equals(Buffer.from(calibrated.latents()!.data.buffer))).toBe(true);
     // and the plan changes the result (it is not the raw model)
     const raw = await generate(toy(), await searchPlan(toy(), { threshold: 0 }));
     expect(Buffer.from(raw.buffer).equals(Buffer.from(a.buffer))).toBe(false);
@@ -86,6 +114,7 @@ describe('greedy plan search (Algorithm 1)', () => {
     const plan = await searchPlan(toy({ steps: 3 }), { threshold: 'D2' });
     await expect(generate(toy({ steps: 4 }), plan)).rejects.toMatchObject({ code: ErrorCode.PlanMismatch });
     await expect(generate(toy({ steps: 3, blocks: 2 }), plan)).rejects.toThrow(/model\.architecture/);
+    await expect(generate(toy({ steps: 3, sites: ['rows', 'cols'] }), plan)).rejects.toThrow(/layers \(count\)/);
   });
 
   it('reports progress and can be aborted, saved and resumed to the same plan', async () => {
@@ -130,24 +159,46 @@ describe('greedy plan search (Algorithm 1)', () => {
     const text = explain(plan);
     expect(text).toContain('threshold δ = 1000000000');
     expect(text).toContain(`attention FLOPs: ${(100 / 8).toFixed(1)} % of the raw model`);
-    expect(text).toMatch(/\n {4} {2}0 FAAAAAAA\n/);
+    expect(text).toMatch(/\n {4}0\.self FAAAAAAA\n/);
+    expect(text).toContain('self: 1-D, 4 tokens per side');
   });
 });
 
 describe('heatmap', () => {
-  it('renders one coloured cell per (block, step) with a legend, as a decodable PNG', async () => {
-    const { decodePng } = await import('@ditfa/image');
+  it('renders one coloured cell per (layer, step) with a legend, as a decodable PNG', async () => {
+    const { decodePng, textWidth } = await import('@ditfa/image');
     const { planHeatmapPng, renderPlanHeatmap, METHOD_COLOURS } = await import('../src/index.js');
     const plan = await searchPlan(toy(), { threshold: 'D4' });
     const canvas = renderPlanHeatmap(plan, { cell: 10 });
     const png = decodePng(planHeatmapPng(plan, { cell: 10 }));
     expect([png.width, png.height]).toEqual([canvas.width, canvas.height]);
-    // the cell of (block b, step s) has its method's colour at its top-left pixel
-    for (let b = 0; b < plan.numBlocks; b++)
+    // the cell of (layer b, step s) has its method's colour at its top-left pixel; the grid starts right of the widest layer id
+    const left = Math.max(34, 6 + textWidth('0.self'));
+    for (let b = 0; b < plan.fingerprint.layers.length; b++)
       for (let s = 0; s < plan.steps.length; s++) {
-        const o = ((22 + b * 10) * png.width + 34 + s * 10) * 4;
+        const o = ((22 + b * 10) * png.width + left + s * 10) * 4;
         const hex = METHOD_COLOURS[plan.steps[s]![b]!.method]!;
         expect([...png.data.subarray(o, o + 3)]).toEqual([1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16)));
       }
+  });
+});
+
+describe('calibration over several attention sites per block', () => {
+  it('decides every (step, layer) of a rows-then-columns model; the plan runs as calibrated', async () => {
+    const t = toy({ blocks: 2, steps: 6, sites: ['rows', 'cols'] });
+    const events: PlannerEvent[] = [];
+    const plan = await searchPlan(t, { threshold: 'D4', onProgress: (e) => events.push(e) });
+    expect(plan.fingerprint.layers.map((l) => l.id)).toEqual(['0.rows', '0.cols', '1.rows', '1.cols']);
+    expect(plan.steps.every((row) => row.length === 4)).toBe(true);
+    // limits grow along the layers in model order: (i+1)/N·δ
+    const limits = events.filter((e) => e.type === 'candidate' && e.step === 1).map((e) => (e.type === 'candidate' ? [e.layer, e.limit] : []));
+    for (const [layer, limit] of limits) expect(limit).toBeCloseTo(((layer! + 1) / 4) * 0.1, 12);
+    // both sites get compressed somewhere, and the plan reproduces the calibration generation
+    const chosen = methods(plan);
+    expect(chosen.slice(1).some((row) => row[0] !== 'full')).toBe(true);
+    expect(chosen.slice(1).some((row) => row[1] !== 'full')).toBe(true);
+    const generated = await generate(toy({ blocks: 2, steps: 6, sites: ['rows', 'cols'] }), plan);
+    expect(Buffer.from(generated.buffer).equals(Buffer.from(t.latents()!.data.buffer))).toBe(true);
+    expect(explain(plan)).toMatch(/\n {4}1\.cols F/);
   });
 });

@@ -21,11 +21,13 @@ export function createDdim(options: { steps: number }): Sampler {
   const acp = diffusersAlphasCumprod();
   let next = 0;
   return {
+    name: 'ddim',
     kind: 'ddim',
     steps,
     timesteps,
     initNoiseSigma: 1,
-    modelOutput: 'eps',
+    prediction: 'eps',
+    wantsVariance: false,
     needsNoise: () => false,
     reset() {
       next = 0;

@@ -56,11 +56,13 @@ export function createDpmSolver(options: { steps: number }): Sampler {
   let previousX0: Float32Array | undefined;
 
   return {
+    name: 'dpmpp-2m',
     kind: 'dpmpp-2m',
     steps,
     timesteps,
     initNoiseSigma: 1,
-    modelOutput: 'eps',
+    prediction: 'eps',
+    wantsVariance: false,
     needsNoise: () => false,
     reset() {
       next = 0;

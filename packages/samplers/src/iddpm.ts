@@ -187,11 +187,13 @@ export function createIddpm(options: { steps: number; variant?: IddpmVariant }):
   const timesteps = Object.freeze([...tables.timestepMap].reverse());
   let next = 0;
   return {
+    name: variant === 'opensora' ? 'iddpm-opensora' : 'iddpm',
     kind: 'iddpm',
     steps,
     timesteps,
     initNoiseSigma: 1,
-    modelOutput: 'eps-and-variance',
+    prediction: 'eps',
+    wantsVariance: true,
     needsNoise: (i) => i < steps - 1,
     reset() {
       next = 0;

@@ -68,7 +68,7 @@ describe('sampler step objects', () => {
     s.reset();
     expect(Array.from(s.step(zeros([2, 4]), 0, x).data)).toEqual(Array.from(first.data));
     const iddpm = createSampler({ kind: 'iddpm', steps: 5 });
-    expect(iddpm.modelOutput).toBe('eps-and-variance');
+    expect(iddpm.wantsVariance).toBe(true);
     expect(iddpm.needsNoise(0)).toBe(true);
     expect(iddpm.needsNoise(4)).toBe(false);
     expect(codeOf(() => iddpm.step(zeros([2, 8]), 0, x))).toBe('ERR_DITFA_INVALID_ARGUMENT');

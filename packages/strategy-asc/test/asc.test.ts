@@ -1,29 +1,36 @@
 import {
-  CacheKind,
   CacheManager,
   StrategyRegistry,
-  builtinMethodFlops,
+  attentionFlops,
   cfgHalves,
+  checkStrategySet,
+  condRows,
+  createReferenceBackend,
+  defineLayers,
   fullStrategy,
+  layerAttentionFlops,
   maxAbsDiff,
   referenceAttention,
   referenceFullWithResidual,
   referenceWindowAttention,
   sliceBatch,
   strategyRegistry,
+  strategyContext,
   strategySet,
   tensor,
+  windowFlops,
+  type AttentionShape,
   type CfgOrder,
   type StrategyEvent,
   type Tensor,
 } from '@ditfa/core';
 import { countingBackend, createToyModel, randomTensor, runToyPipeline, toyContext, type BlockTrace } from '@ditfa-examples/toy-pipeline';
-import { wars } from '@ditfa/strategy-wars';
+import { RESIDUAL_CACHE, fullWithResidual, residualFull, strategies as warsStrategies } from '@ditfa/strategy-wars';
 import { describe, expect, it } from 'vitest';
 import { asc, fullAsc, register, strategies, warsAsc } from '../src/index.js';
 
 const window = { kind: '1d', size: 2 } as const;
-const set = strategySet([fullStrategy(), wars(), ...strategies()]);
+const set = strategySet([...warsStrategies(), ...strategies()]);
 const orders: CfgOrder[] = ['cond-first', 'cond-second'];
 const model = createToyModel({ blocks: 2, tokens: 12, heads: 2, headDim: 4 });
 const both = (methods: string[]) => methods.map((m) => [m, m]);
@@ -35,6 +42,8 @@ const windowOf = ({ q, k, v }: { q: Tensor; k: Tensor; v: Tensor }) => reference
 
 /** q/k/v of 4 rows whose halves differ. */
 const shape = [4, 12, 2, 4] as const;
+/** Plain (old builtin) FLOP formulas, to check the strategies count exactly what they always did. */
+const oldFull = (s: AttentionShape, refreshResidual = false) => attentionFlops(s.batch, s.tokens, s.tokens, s.channels) + (refreshResidual ? windowFlops(s.batch, s.tokens, s.channels, s.window!) : 0);
 const qkv = (seed: number) => ({ q: randomTensor(shape, seed), k: randomTensor(shape, seed + 1), v: randomTensor(shape, seed + 2) });
 const condOf = (x: ReturnType<typeof qkv>, order: CfgOrder) => {
   const pick = (t: Tensor) => cfgHalves(t, { order }).cond;
@@ -45,7 +54,7 @@ describe('full+asc', () => {
   it('computes the conditional half only, taken from the stated side, for both CFG orders', async () => {
     for (const order of orders) {
       const x = qkv(1);
-      const ctx = toyContext({ methods: ['full', 'full+asc'], step: 1, strategies: set, window, cfg: order });
+      const ctx = toyContext({ methods: ['full', 'full+asc'], step: 1, strategies: set, window, shape, cfg: order });
       expect(fullAsc().needs(ctx)).toBe('conditional');
       // an adapter that hands over every row: the strategy takes the conditional half itself
       const out = await fullAsc().run(ctx, { rows: 'all', ...x });
@@ -62,18 +71,18 @@ describe('full+asc', () => {
       const cache = new CacheManager();
       const x = qkv(2);
       const c = condOf(x, order);
-      await fullAsc().run(toyContext({ methods: ['full+asc', 'wars'], step: 0, strategies: set, window, cfg: order, cache }), { rows: 'conditional', ...c });
-      const stored = cache.scope(0).get(CacheKind.Residual)!;
+      await fullAsc().run(toyContext({ methods: ['full+asc', 'wars'], step: 0, strategies: set, window, shape, cfg: order, cache }), { rows: 'conditional', ...c });
+      const stored = cache.scope(0).get(RESIDUAL_CACHE)!;
       expect(stored.shape).toEqual([2, 12, 2, 4]);
       expect(maxAbsDiff(stored.data, residualOf(c).data)).toBeLessThan(1e-6);
-      expect(cache.entries()).toEqual([{ block: 0, kind: CacheKind.Residual, bytes: 2 * 12 * 2 * 4 * 4 }]);
+      expect(cache.entries()).toEqual([{ layer: 0, kind: RESIDUAL_CACHE, bytes: 2 * 12 * 2 * 4 * 4 }]);
       expect(cache.currentBytes).toBe(stored.data.byteLength);
     }
   });
 
   it('without CFG is full attention on every row', async () => {
     const x = qkv(3);
-    const ctx = toyContext({ methods: ['full', 'full+asc'], step: 1, strategies: set, window, cfg: null });
+    const ctx = toyContext({ methods: ['full', 'full+asc'], step: 1, strategies: set, window, shape, cfg: null });
     expect(fullAsc().needs(ctx)).toBe('all');
     const out = await fullAsc().run(ctx, { rows: 'all', ...x });
     expect(out.kind === 'attention' && out.rows).toBe('all');
@@ -87,8 +96,8 @@ describe('wars+asc', () => {
       const cache = new CacheManager();
       const methods = ['full', 'wars+asc'];
       const first = qkv(4);
-      await fullStrategy().run(toyContext({ methods, step: 0, strategies: set, window, cfg: order, cache }), { rows: 'all', ...first });
-      const ctx = toyContext({ methods, step: 1, strategies: set, window, cfg: order, cache });
+      await fullWithResidual().run(toyContext({ methods, step: 0, strategies: set, window, shape, cfg: order, cache }), { rows: 'all', ...first });
+      const ctx = toyContext({ methods, step: 1, strategies: set, window, shape, cfg: order, cache });
       expect(warsAsc().needs(ctx)).toBe('conditional');
       const later = condOf(qkv(8), order);
       const out = await warsAsc().run(ctx, { rows: 'conditional', ...later });
@@ -105,20 +114,20 @@ describe('wars+asc', () => {
     const cache = new CacheManager();
     const methods = ['full+asc', 'wars+asc'];
     const c = condOf(qkv(5), 'cond-second');
-    const full = await fullAsc().run(toyContext({ methods, step: 0, strategies: set, window, cfg: 'cond-second', cache }), { rows: 'conditional', ...c });
-    const out = await warsAsc().run(toyContext({ methods, step: 1, strategies: set, window, cfg: 'cond-second', cache }), { rows: 'conditional', ...c });
+    const full = await fullAsc().run(toyContext({ methods, step: 0, strategies: set, window, shape, cfg: 'cond-second', cache }), { rows: 'conditional', ...c });
+    const out = await warsAsc().run(toyContext({ methods, step: 1, strategies: set, window, shape, cfg: 'cond-second', cache }), { rows: 'conditional', ...c });
     expect(full.kind === 'attention' && out.kind === 'attention' && maxAbsDiff(out.output.data, full.output.data)).toBeLessThan(1e-6);
   });
 
   it('falls back to full attention on every row and reports it when no residual is cached', async () => {
     const events: StrategyEvent[] = [];
-    const ctx = toyContext({ methods: ['full', 'wars+asc'], step: 1, strategies: set, window, cfg: 'cond-first', events });
+    const ctx = toyContext({ methods: ['full', 'wars+asc'], step: 1, strategies: set, window, shape, cfg: 'cond-first', events });
     expect(warsAsc().needs(ctx)).toBe('all');
     const x = qkv(6);
     const out = await warsAsc().run(ctx, { rows: 'all', ...x });
     expect(out.kind === 'attention' && out.rows).toBe('all');
     expect(out.kind === 'attention' && maxAbsDiff(out.output.data, referenceAttention(x.q, x.k, x.v).data)).toBeLessThan(1e-6);
-    expect(events).toEqual([expect.objectContaining({ type: 'fallback', step: 1, block: 0, method: 'wars+asc', to: 'full' })]);
+    expect(events).toEqual([expect.objectContaining({ type: 'fallback', step: 1, layer: 0, method: 'wars+asc', to: 'full' })]);
     await expect(warsAsc().run(ctx, null)).rejects.toMatchObject({ code: 'ERR_DITFA_INVALID_ARGUMENT' });
   });
 });
@@ -190,7 +199,7 @@ describe('ASC in a generation (toy driver)', () => {
         const held = cache.entries().reduce((sum, e) => sum + e.bytes, 0);
         expect(cache.currentBytes).toBe(held);
         let tensors = 0;
-        for (const b of [0, 1]) tensors += cache.scope(b).get(CacheKind.Residual)?.data.byteLength ?? 0;
+        for (const b of [0, 1]) tensors += cache.scope(b).get(RESIDUAL_CACHE)?.data.byteLength ?? 0;
         expect(cache.currentBytes).toBe(tensors);
         expectedBytes[`${t.step}/${t.block}`] = cache.currentBytes;
       },
@@ -222,25 +231,110 @@ describe('ASC in a generation (toy driver)', () => {
 
 describe('FLOPs and registration', () => {
   const s = { batch: 4, tokens: 16, channels: 8, cfg: true, window } as const;
-  it('counts half the batch through core\'s FLOP model', () => {
+  it('counts half the batch, exactly as the built-in formulas did', () => {
     const full = 4 * 4 * 16 * 16 * 8;
     const band = 4 * 4 * (16 * 5 - 6) * 8;
     expect(fullAsc().flops(s)).toBe(full / 2);
-    expect(fullAsc().flops(s, { refreshResidual: true })).toBe((full + band) / 2);
+    expect(fullAsc().flops(s, { writes: [RESIDUAL_CACHE] })).toBe((full + band) / 2);
     expect(warsAsc().flops(s)).toBe(band / 2);
-    expect(warsAsc().flops(s)).toBe(builtinMethodFlops['wars+asc'](s));
     expect(fullAsc().flops({ ...s, cfg: false })).toBe(full);
+    expect(fullAsc().flops({ ...s, cfg: false }, { writes: [RESIDUAL_CACHE] })).toBe(full + band);
+    // old builtinMethodFlops: full+asc = full on condRows (+ its window when refreshing), wars+asc = window on condRows
+    for (const shape of [s, { ...s, cfg: false }, { ...s, batch: 6, window: { kind: '2d', rows: 4, cols: 4, radius: 1 } } as const]) {
+      const half = { ...shape, batch: condRows(shape) };
+      expect(fullAsc().flops(shape)).toBe(oldFull(half));
+      expect(fullAsc().flops(shape, { writes: [RESIDUAL_CACHE] })).toBe(oldFull(half, true));
+      expect(warsAsc().flops(shape)).toBe(windowFlops(condRows(shape), shape.tokens, shape.channels, shape.window));
+    }
   });
 
-  it('registers nothing at import, both compositions explicitly', () => {
+  it('counts the residual refresh of full+asc only before a reader (core look-ahead)', () => {
+    const ctx = (methods: string[], step: number) => ({ step, numSteps: methods.length, layer: 0, plan: { numSteps: methods.length, numLayers: 1, methodAt: (t: number) => methods[t] }, strategies: set });
+    const full = 4 * 4 * 16 * 16 * 8;
+    const band = 4 * 4 * (16 * 5 - 6) * 8;
+    expect(layerAttentionFlops(fullAsc(), s, ctx(['full', 'full+asc', 'ast', 'wars+asc'], 1))).toBe((full + band) / 2);
+    expect(layerAttentionFlops(fullAsc(), s, ctx(['full', 'full+asc', 'full', 'wars+asc'], 1))).toBe(full / 2);
+    expect(layerAttentionFlops(warsAsc(), s, ctx(['full', 'wars+asc'], 1))).toBe(band / 2);
+  });
+
+  it('registers nothing at import, both compositions explicitly, with their cache declarations', () => {
     expect(strategyRegistry.get('full+asc')).toBeUndefined();
     const registry = new StrategyRegistry();
     register(registry);
     register(registry);
-    expect(registry.names()).toEqual(['full+asc', 'wars+asc']);
-    expect(asc().map((x) => [x.name, x.traits])).toEqual([
-      ['full+asc', { consumesResidual: false, refreshesResidual: true, reusesOutput: false }],
-      ['wars+asc', { consumesResidual: true, refreshesResidual: false, reusesOutput: false }],
+    // wars+asc brings its companion, the residual-refreshing full of @ditfa/strategy-wars
+    expect(registry.names()).toEqual(['full+asc', 'wars+asc', 'full']);
+    expect(registry.get('full')).toBe(residualFull());
+    expect(strategies()).toBe(strategies());
+    expect(asc().map((x) => [x.name, x.caches])).toEqual([
+      ['full+asc', { reads: [], writes: [RESIDUAL_CACHE], observes: [] }],
+      ['wars+asc', { reads: [RESIDUAL_CACHE], writes: [], observes: [] }],
     ]);
+    // full+asc writes what wars+asc reads: the set stands alone, and beside core's plain full
+    expect(() => checkStrategySet(strategySet([...strategies()]))).not.toThrow();
+    expect(() => checkStrategySet(strategySet([fullStrategy(), warsAsc()]))).toThrow(expect.objectContaining({ code: 'ERR_DITFA_INVALID_STRATEGY' }));
+  });
+});
+
+describe('layers: where ASC applies', () => {
+  const spec = { block: 0, batch: 4, tokens: 12, heads: 2, headDim: 4 } as const;
+  const layers = defineLayers([
+    { ...spec, site: 'self', cfg: true, window },
+    { ...spec, block: 1, site: 'self', cfg: false, window },
+    { ...spec, site: 'temporal', cfg: true, window: null },
+  ]);
+  const [cfgSelf, plainSelf, cfgNoWindow] = [layers[0]!, layers[1]!, layers[2]!];
+
+  it('full+asc applies to CFG layers, wars+asc to CFG layers with a window', () => {
+    expect([cfgSelf, plainSelf, cfgNoWindow].map((l) => fullAsc().appliesTo!(l))).toEqual([true, false, true]);
+    expect([cfgSelf, plainSelf, cfgNoWindow].map((l) => warsAsc().appliesTo!(l))).toEqual([true, false, false]);
+  });
+
+  it('on a non-CFG layer both run their inner method on every row', async () => {
+    const cache = new CacheManager();
+    const methods = ['full+asc', 'wars+asc'];
+    const ctx = (step: number) =>
+      strategyContext({
+        step,
+        numSteps: 2,
+        layer: plainSelf,
+        method: methods[step]!,
+        cfg: null,
+        backend: createReferenceBackend(),
+        plan: { numSteps: 2, numLayers: 2, methodAt: (t, l) => (l === plainSelf.index ? methods[t] : undefined) },
+        cache: cache.scope(plainSelf.index),
+        strategies: set,
+      });
+    const x = qkv(9);
+    expect(fullAsc().needs(ctx(0))).toBe('all');
+    const full = await fullAsc().run(ctx(0), { rows: 'all', ...x });
+    expect(full.kind === 'attention' && full.rows).toBe('all');
+    expect(full.kind === 'attention' && maxAbsDiff(full.output.data, referenceAttention(x.q, x.k, x.v).data)).toBeLessThan(1e-6);
+    expect(cache.entries()).toEqual([{ layer: 1, kind: RESIDUAL_CACHE, bytes: 4 * 12 * 2 * 4 * 4 }]);
+    expect(warsAsc().needs(ctx(1))).toBe('all');
+    const out = await warsAsc().run(ctx(1), { rows: 'all', ...x });
+    expect(out.kind === 'attention' && out.rows).toBe('all');
+    expect(out.kind === 'attention' && full.kind === 'attention' && maxAbsDiff(out.output.data, full.output.data)).toBeLessThan(1e-6);
+    expect(cache.currentBytes).toBe(0);
+    await expect(warsAsc().run(ctx(1), { rows: 'conditional', ...x })).rejects.toMatchObject({ code: 'ERR_DITFA_INVALID_ARGUMENT' });
+  });
+
+  it('wars+asc refuses a layer without a window with a coded error', async () => {
+    const ctx = strategyContext({
+      step: 1,
+      numSteps: 2,
+      layer: cfgNoWindow,
+      method: 'wars+asc',
+      cfg: { order: 'cond-first' },
+      backend: createReferenceBackend(),
+      plan: { numSteps: 2, numLayers: 3, methodAt: (t) => (t === 0 ? 'full' : 'wars+asc') },
+      cache: new CacheManager().scope(cfgNoWindow.index),
+      strategies: set,
+    });
+    await expect(warsAsc().run(ctx, { rows: 'all', ...qkv(1) })).rejects.toMatchObject({
+      code: 'ERR_DITFA_INVALID_ARGUMENT',
+      message: expect.stringContaining('Expected a window for method "wars+asc" on layer 0.temporal'),
+    });
+    expect(() => warsAsc().flops({ batch: 4, tokens: 12, channels: 8, cfg: true, window: null })).toThrow(expect.objectContaining({ code: 'ERR_DITFA_INVALID_ARGUMENT' }));
   });
 });

@@ -1,7 +1,7 @@
-import { CacheKind, CacheManager, fullStrategy, maxAbsDiff, sliceBatch, strategySet, type CfgOrder } from '@ditfa/core';
+import { CacheManager, checkStrategySet, maxAbsDiff, sliceBatch, strategySet, type CfgOrder } from '@ditfa/core';
 import { countingBackend, createToyModel, runToyPipeline } from '@ditfa-examples/toy-pipeline';
-import { ast } from '@ditfa/strategy-ast';
-import { wars } from '@ditfa/strategy-wars';
+import { PROJECTED_CACHE, ast } from '@ditfa/strategy-ast';
+import { RESIDUAL_CACHE, fullWithResidual, wars } from '@ditfa/strategy-wars';
 import { describe, expect, it } from 'vitest';
 import { fullAsc, warsAsc } from '../src/index.js';
 
@@ -18,9 +18,13 @@ const plan = [
 ];
 const model = createToyModel({ blocks: 3, tokens: 12, heads: 2, headDim: 4, seed: 5 });
 const window = { kind: '1d', size: 2 } as const;
-const strategies = strategySet([fullStrategy(), wars(), ast(), fullAsc(), warsAsc()]);
+const strategies = strategySet([fullWithResidual(), wars(), ast(), fullAsc(), warsAsc()]);
 
 describe('every strategy in one generation (toy driver)', () => {
+  it('is a consistent strategy set: every cache read has a writer', () => {
+    expect(() => checkStrategySet(strategies)).not.toThrow();
+  });
+
   it('gives each sample of a batch of n calibration samples what it gives alone, for both CFG orders', async () => {
     const seeds = [11, 12, 13];
     for (const cfg of ['cond-first', 'cond-second'] as CfgOrder[]) {
@@ -44,7 +48,7 @@ describe('every strategy in one generation (toy driver)', () => {
       window,
       afterBlock: (_t, cache) => {
         let tensors = 0;
-        for (let b = 0; b < 3; b++) for (const kind of [CacheKind.Residual, CacheKind.Projected]) tensors += cache.scope(b).get(kind)?.data.byteLength ?? 0;
+        for (let b = 0; b < 3; b++) for (const kind of [RESIDUAL_CACHE, PROJECTED_CACHE]) tensors += cache.scope(b).get(kind)?.data.byteLength ?? 0;
         expect(cache.currentBytes).toBe(tensors);
         expect(cache.entries().reduce((s, e) => s + e.bytes, 0)).toBe(tensors);
         peakSeen = Math.max(peakSeen, tensors);
@@ -80,7 +84,7 @@ describe('every strategy in one generation (toy driver)', () => {
     expect(fallbacks.length).toBeGreaterThan(0);
     expect(refused.length).toBeGreaterThan(0);
     for (const f of fallbacks) {
-      const t = run.trace.find((x) => x.step === f.step && x.block === f.block)!;
+      const t = run.trace.find((x) => x.step === f.step && x.layer === f.layer)!;
       expect(t.method).toBe(f.method);
       expect(t.need).toBe('all');
     }

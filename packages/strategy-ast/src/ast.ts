@@ -1,70 +1,73 @@
 import {
-  CacheKind,
   InvalidArgumentError,
-  builtinMethodFlops,
+  cacheNeededAhead,
   cloneTensor,
   defineStrategy,
   describeValue,
-  outputNeededNext,
   type AttentionStrategy,
   type StrategyResult,
 } from '@ditfa/core';
 
+/** Cache kind of AST: a layer's attention branch output after the out-projection, `[B, L, C]`. */
+export const PROJECTED_CACHE = 'projected';
+
 /**
- * AST, attention sharing across timesteps. A block under AST returns its attention branch output
+ * AST, attention sharing across timesteps. A layer under AST returns its attention branch output
  * cached at its most recent computed step. Like the reference code it caches the output **after** the
  * out-projection, so an AST step needs no q/k/v and no out-projection (`needs` answers `'none'` and
  * `run` returns a `'projected'` result).
  *
- * The cache is written by {@link AttentionStrategy.observe}: after every computed (step, block) the
- * adapter shows the projected output to every strategy of the pipeline, and AST keeps a copy only when
- * the block's next step is an AST step (plan lookahead); otherwise it drops any older copy. An AST step
- * whose next step is not AST drops the copy after returning it. AST never touches the WA-RS residual.
+ * The cache is written by {@link AttentionStrategy.observe} (declared in `caches.observes`): after every
+ * computed (step, layer) the adapter shows the projected output to every strategy of the pipeline, and
+ * AST keeps a copy only when a later step of the layer reads it before another computed step refreshes
+ * it — with AST's declarations, when the layer's next step is an AST step (`cacheNeededAhead`);
+ * otherwise it drops any older copy. An AST step after which no step reads the copy drops it after
+ * returning it. AST never touches the WA-RS residual.
  *
  * When no output is cached (the cache budget refused it), `needs` asks for every row and `run`
- * computes plain full attention for the block — leaving the residual alone, like AST itself — and
+ * computes plain full attention for the layer — leaving the residual alone, like AST itself — and
  * reports a `fallback` event.
  */
 export function ast(): AttentionStrategy {
   return defineStrategy({
     name: 'ast',
-    description: "reuse the block's projected attention output from its last computed step (AST)",
-    traits: { reusesOutput: true },
-    needs: (ctx) => (ctx.cache.has(CacheKind.Projected) ? 'none' : 'all'),
+    description: "reuse the layer's projected attention output from its last computed step (AST)",
+    caches: { reads: [PROJECTED_CACHE], observes: [PROJECTED_CACHE] },
+    needs: (ctx) => (ctx.cache.has(PROJECTED_CACHE) ? 'none' : 'all'),
     async run(ctx, inputs): Promise<StrategyResult> {
-      const cached = ctx.cache.get(CacheKind.Projected);
+      const cached = ctx.cache.get(PROJECTED_CACHE);
       if (cached) {
-        if (!outputNeededNext(ctx)) ctx.cache.delete(CacheKind.Projected);
+        if (!cacheNeededAhead(ctx, PROJECTED_CACHE)) ctx.cache.delete(PROJECTED_CACHE);
         return { kind: 'projected', output: cached };
       }
       if (!inputs) {
         throw new InvalidArgumentError(
-          `Expected q/k/v inputs for "${ctx.method}" at step ${ctx.step}, block ${ctx.block}, which has no cached output to reuse, but received ${describeValue(inputs)}`,
+          `Expected q/k/v inputs for "${ctx.method}" at step ${ctx.step}, layer ${ctx.layer.id}, which has no cached output to reuse, but received ${describeValue(inputs)}`,
         );
       }
       ctx.report({
         type: 'fallback',
         step: ctx.step,
-        block: ctx.block,
+        layer: ctx.layer.index,
         method: ctx.method,
         to: 'full',
-        reason: 'no projected output is cached for this block (the cache budget refused it, or no earlier step computed it)',
+        reason: 'no projected output is cached for this layer (the cache budget refused it, or no earlier step computed it)',
       });
       const { rows, q, k, v } = inputs;
       return { kind: 'attention', rows, output: await ctx.backend.attention(q, k, v, { compute: ctx.compute }) };
     },
     observe(ctx, event) {
-      if (!outputNeededNext(ctx)) {
-        ctx.cache.delete(CacheKind.Projected);
+      if (!cacheNeededAhead(ctx, PROJECTED_CACHE)) {
+        ctx.cache.delete(PROJECTED_CACHE);
         return;
       }
       // The adapter owns `event.output` and may reuse its memory at the next step: keep a copy.
-      const put = ctx.cache.put(CacheKind.Projected, cloneTensor(event.output));
+      const put = ctx.cache.put(PROJECTED_CACHE, cloneTensor(event.output));
       if (!put.stored) {
-        ctx.cache.delete(CacheKind.Projected);
-        ctx.report({ type: 'cache-refused', step: ctx.step, block: ctx.block, method: ctx.method, kind: CacheKind.Projected, bytes: put.bytes });
+        ctx.cache.delete(PROJECTED_CACHE);
+        ctx.report({ type: 'cache-refused', step: ctx.step, layer: ctx.layer.index, method: ctx.method, kind: PROJECTED_CACHE, bytes: put.bytes });
       }
     },
-    flops: () => builtinMethodFlops.ast(),
+    flops: () => 0,
   });
 }

@@ -1,2 +1,2 @@
 /** Side-effect-free entry: the factory, nothing registered. */
-export { ast } from './ast.js';
+export { PROJECTED_CACHE, ast } from './ast.js';

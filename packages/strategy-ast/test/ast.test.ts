@@ -1,7 +1,8 @@
 import {
-  CacheKind,
   CacheManager,
   StrategyRegistry,
+  cacheNeededAhead,
+  checkStrategySet,
   fullStrategy,
   maxAbsDiff,
   referenceAttention,
@@ -12,13 +13,14 @@ import {
   type StrategyEvent,
 } from '@ditfa/core';
 import { countingBackend, createToyModel, randomTensor, runToyPipeline, toyContext } from '@ditfa-examples/toy-pipeline';
-import { wars } from '@ditfa/strategy-wars';
+import { strategies as warsStrategies } from '@ditfa/strategy-wars';
 import { describe, expect, it } from 'vitest';
-import { ast, register, strategies } from '../src/index.js';
+import { PROJECTED_CACHE, ast, register, strategies } from '../src/index.js';
 
 const model = createToyModel({ blocks: 2, tokens: 12, heads: 2, headDim: 4 });
 const window = { kind: '1d', size: 2 } as const;
-const set = strategySet([fullStrategy(), wars(), ...strategies()]);
+const shape = [2, 12, 2, 4] as const;
+const set = strategySet([...warsStrategies(), ...strategies()]);
 const both = (methods: string[]) => methods.map((m) => [m, m]);
 const projectedBytes = (B: number) => B * 12 * 8 * 4;
 
@@ -50,12 +52,12 @@ describe('ast (AST)', () => {
     const methods = ['full', 'wars', 'ast', 'full'];
     const s = ast();
     const output = randomTensor([2, 12, 8], 1);
-    s.observe!(toyContext({ methods, step: 0, strategies: set, window, cache }), { kind: 'projected', output });
+    s.observe!(toyContext({ methods, step: 0, strategies: set, window, shape, cache }), { kind: 'projected', output });
     expect(cache.currentBytes).toBe(0);
-    s.observe!(toyContext({ methods, step: 1, strategies: set, window, cache }), { kind: 'projected', output });
-    expect(cache.entries()).toEqual([{ block: 0, kind: CacheKind.Projected, bytes: output.data.byteLength }]);
-    expect(cache.scope(0).get(CacheKind.Projected)).not.toBe(output); // a copy: the adapter owns its buffer
-    const ctx = toyContext({ methods, step: 2, strategies: set, window, cache });
+    s.observe!(toyContext({ methods, step: 1, strategies: set, window, shape, cache }), { kind: 'projected', output });
+    expect(cache.entries()).toEqual([{ layer: 0, kind: PROJECTED_CACHE, bytes: output.data.byteLength }]);
+    expect(cache.scope(0).get(PROJECTED_CACHE)).not.toBe(output); // a copy: the adapter owns its buffer
+    const ctx = toyContext({ methods, step: 2, strategies: set, window, shape, cache });
     expect(s.needs(ctx)).toBe('none');
     const result = await s.run(ctx, null);
     expect(result.kind === 'projected' && result.output.data).toEqual(output.data);
@@ -88,7 +90,7 @@ describe('ast (AST)', () => {
     const raw = await runToyPipeline({ model, samples: [1], cfg: 'cond-first', plan: both(['full', 'full', 'full']), strategies: set, window });
     // room for one block's output: block 0 reuses, block 1 computes
     const run = await runToyPipeline({ model, samples: [1], cfg: 'cond-first', plan, strategies: set, window, cache: new CacheManager({ budgetBytes: projectedBytes(2) }) });
-    expect(run.events.map((e) => [e.type, e.step, e.block])).toEqual([
+    expect(run.events.map((e) => [e.type, e.step, e.layer])).toEqual([
       ['cache-refused', 0, 1],
       ['fallback', 1, 1],
       ['cache-refused', 1, 1],
@@ -102,25 +104,42 @@ describe('ast (AST)', () => {
   });
 
   it('asks for q/k/v when nothing is cached and refuses to run without them', async () => {
-    const ctx = toyContext({ methods: ['full', 'ast'], step: 1, strategies: set, window });
+    const ctx = toyContext({ methods: ['full', 'ast'], step: 1, strategies: set, window, shape });
     expect(ast().needs(ctx)).toBe('all');
     await expect(ast().run(ctx, null)).rejects.toMatchObject({ code: 'ERR_DITFA_INVALID_ARGUMENT', message: expect.stringContaining('received null') });
   });
 
   it('costs no attention FLOPs and registers explicitly', () => {
     expect(ast().flops({ batch: 4, tokens: 16, channels: 8, cfg: true, window })).toBe(0);
+    expect(ast().flops({ batch: 4, tokens: 16, kvTokens: 7, channels: 8, cfg: true, window: null })).toBe(0);
     expect(strategyRegistry.get('ast')).toBeUndefined();
     const registry = new StrategyRegistry();
     register(registry);
     register(registry);
     expect(registry.names()).toEqual(['ast']);
-    expect(registry.get('ast')?.traits.reusesOutput).toBe(true);
+    expect(strategies()).toBe(strategies());
+    expect(registry.get('ast')?.caches).toEqual({ reads: [PROJECTED_CACHE], writes: [], observes: [PROJECTED_CACHE] });
+    expect(ast().appliesTo).toBeUndefined();
+  });
+
+  it('declares its cache so that core keeps an output exactly until the next computed step', () => {
+    // AST writes its own cache from observe(): it works beside core's plain full, with no companion
+    expect(() => checkStrategySet(strategySet([fullStrategy(), ast()]))).not.toThrow();
+    const ahead = (methods: (string | undefined)[], step: number) =>
+      cacheNeededAhead({ step, numSteps: methods.length, layer: 0, plan: { numSteps: methods.length, numLayers: 1, methodAt: (t) => methods[t] }, strategies: set }, PROJECTED_CACHE);
+    expect(ahead(['full', 'ast', 'ast', 'full'], 0)).toBe(true);
+    expect(ahead(['full', 'ast', 'ast', 'full'], 1)).toBe(true);
+    expect(ahead(['full', 'ast', 'ast', 'full'], 2)).toBe(false);
+    // any computed step refreshes it (it is observed), so an AST step two steps later does not keep it
+    expect(ahead(['full', 'wars', 'ast'], 0)).toBe(false);
+    // undecided (calibration): kept
+    expect(ahead(['full', undefined], 0)).toBe(true);
   });
 
   it('reports events with the computed step as method when the budget refuses in observe', () => {
     const events: StrategyEvent[] = [];
     const cache = new CacheManager({ budgetBytes: 10 });
-    ast().observe!(toyContext({ methods: ['full', 'ast'], step: 0, strategies: set, window, cache, events }), { kind: 'projected', output: randomTensor([1, 12, 8], 2) });
-    expect(events).toEqual([{ type: 'cache-refused', step: 0, block: 0, method: 'full', kind: CacheKind.Projected, bytes: 12 * 8 * 4 }]);
+    ast().observe!(toyContext({ methods: ['full', 'ast'], step: 0, strategies: set, window, shape: [1, 12, 2, 4], cache, events }), { kind: 'projected', output: randomTensor([1, 12, 8], 2) });
+    expect(events).toEqual([{ type: 'cache-refused', step: 0, layer: 0, method: 'full', kind: PROJECTED_CACHE, bytes: 12 * 8 * 4 }]);
   });
 });

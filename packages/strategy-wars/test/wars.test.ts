@@ -1,32 +1,53 @@
 import {
-  CacheKind,
   CacheManager,
   StrategyRegistry,
+  attentionFlops,
   bandPairs1D,
+  checkStrategySet,
+  createReferenceBackend,
+  defineLayers,
   defineStrategy,
+  executeAttention,
   fullStrategy,
+  layerAttentionFlops,
+  layerShape,
   maxAbsDiff,
   referenceAttention,
   referenceWindowAttention,
   sliceBatch,
   strategyRegistry,
+  strategyContext,
   strategySet,
+  tensor,
+  windowFlops,
   type StrategyEvent,
   type WindowSpec,
 } from '@ditfa/core';
 import { countingBackend, createToyModel, randomTensor, runToyPipeline, toyContext } from '@ditfa-examples/toy-pipeline';
 import { describe, expect, it } from 'vitest';
-import { defaultWindow, neighbourhoodWindow, register, strategies, wars, windowAttentionNoResidual } from '../src/index.js';
+import {
+  FULL_PRIORITY,
+  RESIDUAL_CACHE,
+  defaultWindow,
+  fullWithResidual,
+  neighbourhoodWindow,
+  register,
+  residualNeededAhead,
+  strategies,
+  supportsResidual,
+  wars,
+  windowAttentionNoResidual,
+} from '../src/index.js';
 
-const set = strategySet([fullStrategy(), ...strategies()]);
+const set = strategySet([...strategies()]);
 const shape = [2, 12, 2, 4] as const;
 const qkv = (seed: number) => ({ q: randomTensor(shape, seed), k: randomTensor(shape, seed + 1), v: randomTensor(shape, seed + 2) });
 
-/** Runs `full` at step 0 of `methods` (refreshing the residual when the plan needs it), then `wars` at `step` on `at`. */
+/** Runs `full` (this package's) at step 0 of `methods` (refreshing the residual when the plan needs it), then `wars` at `step` on `at`. */
 async function refreshThenWars(window: WindowSpec, methods: string[], step: number, from = qkv(1), at = from, cache = new CacheManager()) {
   const events: StrategyEvent[] = [];
-  const ctx = (s: number) => toyContext({ methods, step: s, strategies: set, window, cache, events });
-  const full = await fullStrategy().run(ctx(0), { rows: 'all', ...from });
+  const ctx = (s: number) => toyContext({ methods, step: s, strategies: set, window, shape, cache, events });
+  const full = await fullWithResidual().run(ctx(0), { rows: 'all', ...from });
   const out = await wars().run(ctx(step), { rows: 'all', ...at });
   if (out.kind !== 'attention') throw new Error('expected an attention result');
   return { full: full.kind === 'attention' ? full.output : null, out: out.output, events, cache };
@@ -65,11 +86,11 @@ describe('wars (WA-RS)', () => {
     const cache = new CacheManager();
     const window = { kind: '1d', size: 2 } as const;
     const methods = ['full', 'wars', 'wars', 'full'];
-    const ctx = (s: number) => toyContext({ methods, step: s, strategies: set, window, cache });
+    const ctx = (s: number) => toyContext({ methods, step: s, strategies: set, window, shape, cache });
     const { q, k, v } = qkv(1);
-    await fullStrategy().run(ctx(0), { rows: 'all', q, k, v });
+    await fullWithResidual().run(ctx(0), { rows: 'all', q, k, v });
     const bytes = 2 * 12 * 2 * 4 * 4;
-    expect(cache.entries()).toEqual([{ block: 0, kind: CacheKind.Residual, bytes }]);
+    expect(cache.entries()).toEqual([{ layer: 0, kind: RESIDUAL_CACHE, bytes }]);
     expect(cache.currentBytes).toBe(bytes);
     await wars().run(ctx(1), { rows: 'all', q, k, v });
     expect(cache.currentBytes).toBe(bytes); // step 2 still reads it
@@ -82,21 +103,21 @@ describe('wars (WA-RS)', () => {
     const events: StrategyEvent[] = [];
     const window = { kind: '1d', size: 2 } as const;
     const { q, k, v } = qkv(3);
-    const ctx = toyContext({ methods: ['full', 'wars'], step: 1, strategies: set, window, events });
+    const ctx = toyContext({ methods: ['full', 'wars'], step: 1, strategies: set, window, shape, events });
     expect(wars().needs(ctx)).toBe('all');
     const out = await wars().run(ctx, { rows: 'all', q, k, v });
     expect(out.kind === 'attention' && maxAbsDiff(out.output.data, referenceAttention(q, k, v).data)).toBeLessThan(1e-6);
-    expect(events).toEqual([expect.objectContaining({ type: 'fallback', step: 1, block: 0, method: 'wars', to: 'full' })]);
+    expect(events).toEqual([expect.objectContaining({ type: 'fallback', step: 1, layer: 0, method: 'wars', to: 'full' })]);
   });
 
   it('rejects a missing input and a residual of another shape with coded errors', async () => {
     const cache = new CacheManager();
     const window = { kind: '1d', size: 2 } as const;
-    const ctx = (s: number) => toyContext({ methods: ['full', 'wars'], step: s, strategies: set, window, cache });
+    const ctx = (s: number) => toyContext({ methods: ['full', 'wars'], step: s, strategies: set, window, shape, cache });
     await expect(wars().run(ctx(1), null)).rejects.toMatchObject({ code: 'ERR_DITFA_INVALID_ARGUMENT', message: expect.stringContaining('received null') });
-    cache.scope(0).put(CacheKind.Residual, randomTensor([2, 12, 2, 8], 1));
+    cache.scope(0).put(RESIDUAL_CACHE, randomTensor([2, 12, 2, 8], 1));
     await expect(wars().run(ctx(1), { rows: 'all', ...qkv(1) })).rejects.toMatchObject({ code: 'ERR_DITFA_SHAPE_MISMATCH', message: expect.stringContaining('[2, 12, 2, 8]') });
-    cache.scope(0).put(CacheKind.Residual, randomTensor([3, 12, 2, 4], 1));
+    cache.scope(0).put(RESIDUAL_CACHE, randomTensor([3, 12, 2, 4], 1));
     await expect(wars().run(ctx(1), { rows: 'all', ...qkv(1) })).rejects.toMatchObject({ code: 'ERR_DITFA_SHAPE_MISMATCH', message: expect.stringContaining('but it has 3 rows') });
     await expect(wars().run(ctx(1), { rows: 'conditional', ...qkv(1) })).rejects.toMatchObject({
       code: 'ERR_DITFA_INVALID_ARGUMENT',
@@ -109,6 +130,22 @@ describe('wars (WA-RS)', () => {
     expect(bandPairs1D(16, 2)).toBe(16 * 5 - 2 * 3);
     expect(wars().flops(s)).toBe(4 * 4 * (16 * 5 - 6) * 8);
     expect(wars().flops({ ...s, window: { kind: '2d', rows: 4, cols: 4, radius: 1 } })).toBe(4 * 4 * (4 * 3 - 2) ** 2 * 8);
+  });
+
+  it('counts full as raw attention, plus the band once more when it writes the residual for a later step', () => {
+    const s = { batch: 4, tokens: 16, channels: 8, cfg: true, window: { kind: '1d', size: 2 } } as const;
+    const raw = 4 * 4 * 16 * 16 * 8;
+    const band = 4 * 4 * (16 * 5 - 6) * 8;
+    expect(fullWithResidual().flops(s)).toBe(raw);
+    expect(fullWithResidual().flops(s, { writes: [] })).toBe(raw);
+    expect(fullWithResidual().flops(s, { writes: [RESIDUAL_CACHE] })).toBe(raw + band);
+    expect(fullWithResidual().flops(s, { writes: [RESIDUAL_CACHE] })).toBe(attentionFlops(4, 16, 16, 8) + windowFlops(4, 16, 8, s.window));
+    // core's look-ahead tells full which kinds it writes: the band is counted only before a reader
+    const lookahead = (methods: string[], step: number) => ({ step, numSteps: methods.length, layer: 0, plan: { numSteps: methods.length, numLayers: 1, methodAt: (t: number) => methods[t] }, strategies: set });
+    expect(layerAttentionFlops(fullWithResidual(), s, lookahead(['full', 'ast', 'wars'], 0))).toBe(raw + band);
+    expect(layerAttentionFlops(fullWithResidual(), s, lookahead(['full', 'full', 'wars'], 0))).toBe(raw);
+    expect(layerAttentionFlops(fullWithResidual(), s, lookahead(['full', 'window-no-residual'], 0))).toBe(raw);
+    expect(layerAttentionFlops(wars(), s, lookahead(['full', 'wars', 'wars'], 1))).toBe(band);
   });
 });
 
@@ -154,11 +191,11 @@ describe('wars in a generation (toy driver)', () => {
     // room for one block's residual: block 0 gets WA-RS, block 1 falls back at both WA-RS steps
     const run = await runToyPipeline({ model, samples: [1], cfg: 'cond-first', plan, strategies: set, window, cache: new CacheManager({ budgetBytes: residualBytes }) });
     const fallbacks = run.events.filter((e) => e.type === 'fallback');
-    expect(fallbacks.map((e) => [e.step, e.block, e.method, e.to])).toEqual([
+    expect(fallbacks.map((e) => [e.step, e.layer, e.method, e.to])).toEqual([
       [1, 1, 'wars', 'full'],
       [2, 1, 'wars', 'full'],
     ]);
-    expect(run.events.filter((e) => e.type === 'cache-refused').map((e) => [e.step, e.block])).toEqual([
+    expect(run.events.filter((e) => e.type === 'cache-refused').map((e) => [e.step, e.layer])).toEqual([
       [0, 1],
       [1, 1],
     ]);
@@ -181,7 +218,7 @@ describe('window-no-residual (ablation baseline)', () => {
     const window = { kind: '1d', size: 2 } as const;
     const cache = new CacheManager();
     const { q, k, v } = qkv(1);
-    const ctx = toyContext({ methods: ['full', 'window-no-residual'], step: 1, strategies: set, window, cache });
+    const ctx = toyContext({ methods: ['full', 'window-no-residual'], step: 1, strategies: set, window, shape, cache });
     const out = await windowAttentionNoResidual().run(ctx, { rows: 'all', q, k, v });
     expect(out.kind === 'attention' && maxAbsDiff(out.output.data, referenceWindowAttention(q, k, v, window).data)).toBe(0);
     expect(cache.peakBytes).toBe(0);
@@ -214,9 +251,112 @@ describe('windows and registration', () => {
     const registry = new StrategyRegistry();
     register(registry);
     register(registry);
-    expect(registry.names()).toEqual(['wars', 'window-no-residual']);
-    expect(registry.get('wars')?.traits).toEqual({ consumesResidual: true, refreshesResidual: false, reusesOutput: false });
+    expect(registry.names()).toEqual(['full', 'wars', 'window-no-residual']);
+    expect(registry.list()).toEqual([...strategies()]);
+    expect(registry.get('wars')?.caches).toEqual({ reads: [RESIDUAL_CACHE], writes: [], observes: [] });
+    expect(registry.get('full')?.caches).toEqual({ reads: [], writes: [RESIDUAL_CACHE], observes: [] });
+    expect(registry.get('window-no-residual')?.caches).toEqual({ reads: [], writes: [], observes: [] });
     const impostor = defineStrategy({ name: 'wars', needs: () => 'all', run: async () => ({ kind: 'projected', output: null as never }), flops: () => 0 });
     expect(() => registry.register(impostor)).toThrow(expect.objectContaining({ code: 'ERR_DITFA_STRATEGY_CONFLICT' }));
+  });
+
+  it('returns the same objects on every call, and its full replaces core\'s plain full in a registry in either order', () => {
+    expect(strategies()).toBe(strategies());
+    expect(strategies().map((s) => s.name)).toEqual(['full', 'wars', 'window-no-residual']);
+    const before = new StrategyRegistry();
+    before.register(fullStrategy());
+    register(before);
+    const after = new StrategyRegistry();
+    register(after);
+    after.register(fullStrategy());
+    for (const registry of [before, after]) expect(registry.get('full')).toBe(strategies()[0]);
+    expect(FULL_PRIORITY).toBeGreaterThan(0);
+  });
+
+  it('needs its own full: checkStrategySet refuses wars beside core\'s plain full and accepts strategies()', () => {
+    expect(() => checkStrategySet(strategySet([fullStrategy(), wars()]))).toThrow(
+      expect.objectContaining({ code: 'ERR_DITFA_INVALID_STRATEGY', message: expect.stringContaining('"wars" reads the cache kind "residual"') }),
+    );
+    expect(() => checkStrategySet(strategySet([...strategies()]))).not.toThrow();
+    expect(() => checkStrategySet(strategySet([fullWithResidual(), wars()]))).not.toThrow();
+  });
+});
+
+describe('layers: where the window methods apply', () => {
+  const layers = defineLayers([
+    { block: 0, site: 'self', batch: 2, tokens: 12, heads: 2, headDim: 4, cfg: true, window: { kind: '1d', size: 2 } },
+    { block: 0, site: 'temporal', batch: 2, tokens: 12, heads: 2, headDim: 4, cfg: true, window: null },
+    { block: 0, site: 'cross', batch: 2, tokens: 12, kvTokens: 7, heads: 2, headDim: 4, cfg: true, window: null },
+  ]);
+  const [self, noWindow, cross] = [layers[0]!, layers[1]!, layers[2]!];
+
+  it('wars applies to self-attention layers with a window only', () => {
+    expect(wars().appliesTo!(self)).toBe(true);
+    expect(wars().appliesTo!(noWindow)).toBe(false);
+    expect(wars().appliesTo!(cross)).toBe(false);
+    expect(supportsResidual(self)).toBe(true);
+    // a window on cross-attention (which defineLayers refuses) would still not hold a residual
+    expect(supportsResidual({ tokens: 12, kvTokens: 7, window: { kind: '1d', size: 2 } })).toBe(false);
+    expect(fullWithResidual().appliesTo).toBeUndefined();
+  });
+
+  it('window-no-residual applies where a window exists (or, with its own window, on self-attention)', () => {
+    expect(windowAttentionNoResidual().appliesTo!(self)).toBe(true);
+    expect(windowAttentionNoResidual().appliesTo!(noWindow)).toBe(false);
+    const own = windowAttentionNoResidual({ window: { kind: '1d', size: 1 } });
+    expect(own.appliesTo!(noWindow)).toBe(true);
+    expect(own.appliesTo!(cross)).toBe(false);
+    expect(windowAttentionNoResidual({ window: { kind: '2d', rows: 3, cols: 4, radius: 1 } }).appliesTo!(noWindow)).toBe(true);
+    expect(windowAttentionNoResidual({ window: { kind: '2d', rows: 4, cols: 4, radius: 1 } }).appliesTo!(noWindow)).toBe(false);
+  });
+
+  it('wars and window-no-residual refuse a layer without a window with a coded error; full computes no residual there', async () => {
+    const cache = new CacheManager();
+    const ctx = (step: number, method: string) =>
+      strategyContext({
+        step,
+        numSteps: 2,
+        layer: noWindow,
+        method,
+        cfg: { order: 'cond-first' },
+        backend: createReferenceBackend(),
+        plan: { numSteps: 2, numLayers: 2, methodAt: (s) => (s === 0 ? 'full' : method) },
+        cache: cache.scope(noWindow.index),
+        strategies: set,
+      });
+    const x = qkv(1);
+    await expect(wars().run(ctx(1, 'wars'), { rows: 'all', ...x })).rejects.toMatchObject({
+      code: 'ERR_DITFA_INVALID_ARGUMENT',
+      message: 'Expected a window for method "wars" on layer 0.temporal but the layer has none (window methods do not apply to it)',
+    });
+    await expect(windowAttentionNoResidual().run(ctx(1, 'window-no-residual'), { rows: 'all', ...x })).rejects.toMatchObject({ code: 'ERR_DITFA_INVALID_ARGUMENT' });
+    // a later step reads the residual, but the layer cannot hold one: plain attention, nothing cached
+    expect(residualNeededAhead(ctx(0, 'wars'))).toBe(true);
+    const out = await fullWithResidual().run(ctx(0, 'wars'), { rows: 'all', ...x });
+    expect(out.kind === 'attention' && maxAbsDiff(out.output.data, referenceAttention(x.q, x.k, x.v).data)).toBeLessThan(1e-6);
+    expect(cache.currentBytes).toBe(0);
+    const s = layerShape(noWindow);
+    expect(() => wars().flops(s)).toThrow(expect.objectContaining({ code: 'ERR_DITFA_INVALID_ARGUMENT' }));
+    expect(fullWithResidual().flops(s, { writes: [RESIDUAL_CACHE] })).toBe(attentionFlops(2, 12, 12, 8));
+  });
+
+  it('runs through executeAttention with a context from strategyContext, the residual scoped to the layer index', async () => {
+    const layers = defineLayers([
+      { block: 0, site: 'self', batch: 2, tokens: 12, heads: 2, headDim: 4, cfg: false, window: { kind: '1d', size: 2 } },
+      { block: 1, site: 'self', batch: 2, tokens: 12, heads: 2, headDim: 4, cfg: false, window: { kind: '1d', size: 2 } },
+    ]);
+    const layer = layers[1]!;
+    const cache = new CacheManager();
+    const methods = ['full', 'wars'];
+    const plan = { numSteps: 2, numLayers: 2, methodAt: (s: number) => methods[s] };
+    const x = qkv(3);
+    const outputs = [];
+    for (const [step, method] of methods.entries()) {
+      const ctx = strategyContext({ step, numSteps: 2, layer, method, cfg: null, backend: createReferenceBackend(), plan, cache: cache.scope(layer.index), strategies: set });
+      outputs.push(await executeAttention(set.get(method)!, ctx, { qkv: async () => x, project: async (t) => tensor(t.data, [t.shape[0]!, 12, 8]) }));
+      if (step === 0) expect(cache.entries()).toEqual([{ layer: 1, kind: RESIDUAL_CACHE, bytes: 2 * 12 * 8 * 4 }]);
+    }
+    expect(maxAbsDiff(outputs[1]!.data, outputs[0]!.data)).toBeLessThan(1e-6);
+    expect(cache.currentBytes).toBe(0);
   });
 });

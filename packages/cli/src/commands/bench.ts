@@ -6,7 +6,7 @@ import { Judge, type Scores } from '@ditfa/quality';
 import { readPlan } from '../io.js';
 import type { Output } from '../output.js';
 import type { Progress } from '../progress.js';
-import { bundledModelsRoot, openPipeline } from '../session.js';
+import { bundledModelsRoot, openPipeline, planWindows } from '../session.js';
 import { buildRequest } from './generate.js';
 
 export interface RunMeasure {
@@ -90,7 +90,7 @@ const fmt = (m: RunMeasure): string =>
 /** `ditfa bench`: the same seeds raw and under a plan, measured in one run. */
 export async function bench(o: BenchOptions, out: Output, progress: Progress): Promise<void> {
   const plan = await readPlan(o.plan);
-  const pipe = await openPipeline(o.model, { ...(o.threads ? { threads: o.threads } : {}), ...(plan.fingerprint.window.kind === '1d' ? { window: plan.fingerprint.window.size } : {}) });
+  const pipe = await openPipeline(o.model, { ...(o.threads ? { threads: o.threads } : {}), window: planWindows(plan) });
   const judgeFiles = judgeApplies(pipe) ? findJudgeFiles(o.model) : null;
   const judge = judgeFiles ? await Judge.create(judgeFiles) : null;
   try {

@@ -38,7 +38,8 @@ export async function calibrate(options: CalibrateOptions, out: Output, progress
     }
     const classLabels = calibrationLabels(options.calib, config.numClasses, options.seed);
     const target = pipe.calibrationTarget({ classLabels, seed: options.seed, steps: options.steps, guidanceScale: options.guidance, sampler: samplerKind(options.sampler) });
-    const total = options.steps * pipe.model.numBlocks;
+    const layers = target.layers;
+    const total = options.steps * layers.length;
     progress.start(total, `calibrating ${threshold.name ?? `δ=${threshold.delta}`}`);
     const plan = await searchPlan(target as CalibrationTarget<unknown>, {
       threshold: options.threshold,
@@ -46,8 +47,8 @@ export async function calibrate(options: CalibrateOptions, out: Output, progress
       generator: 'ditfa calibrate',
       ...(signal ? { signal } : {}),
       onProgress: (e) => {
-        if (e.type === 'block-decided') progress.update(e.step * pipe.model.numBlocks + e.block + 1, `step ${e.step} block ${e.block}: ${e.method}`);
-        if (e.type === 'step-done' && e.step === 0) progress.update(pipe.model.numBlocks, 'step 0: full');
+        if (e.type === 'layer-decided') progress.update(e.step * layers.length + e.layer + 1, `step ${e.step} layer ${layers[e.layer]!.id}: ${e.method}`);
+        if (e.type === 'step-done' && e.step === 0) progress.update(layers.length, 'step 0: full');
       },
     });
     progress.stop();

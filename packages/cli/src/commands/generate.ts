@@ -7,7 +7,7 @@ import { InputFileError, UsageError } from '../errors.js';
 import { readPlan } from '../io.js';
 import type { Output } from '../output.js';
 import type { Progress } from '../progress.js';
-import { openPipeline, samplerKind } from '../session.js';
+import { openPipeline, planWindows, samplerKind } from '../session.js';
 
 export interface GenerateCliOptions {
   readonly model: string;
@@ -63,7 +63,7 @@ export async function generate(o: GenerateCliOptions, out: Output, progress: Pro
   const plan = o.plan ? await readPlan(o.plan) : undefined;
   const pipe = await openPipeline(o.model, {
     ...(o.threads ? { threads: o.threads } : {}),
-    ...(plan?.fingerprint.window.kind === '1d' ? { window: plan.fingerprint.window.size } : {}),
+    ...(plan ? { window: planWindows(plan) } : {}),
     ...(o.vaeDecoder ? { vae: o.vaeDecoder } : {}),
   });
   try {

@@ -22,7 +22,7 @@ export async function planShow(file: string, options: PlanShowOptions, out: Outp
       threshold: plan.threshold,
       candidates: plan.candidates,
       steps: plan.steps.length,
-      blocks: plan.numBlocks,
+      layers: plan.fingerprint.layers.map((l) => l.id),
       methods: counts,
       totals: plan.totals,
       ...(options.png ? { heatmap: options.png } : {}),
