@@ -143,7 +143,7 @@ export function buildProgram(io: RunIo = {}): Command {
   const plan = program.command('plan').description('inspect plans');
   plan
     .command('show')
-    .description('summarise a plan and optionally draw its block × step heatmap')
+    .description('summarise a plan and optionally draw its layer × step heatmap')
     .argument('<plan.json>', 'a plan made by `ditfa calibrate`')
     .option('--png <file>', 'write the Figure-5-style heatmap PNG here')
     .addOption(new Option('--cell <pixels>', 'heatmap cell size in pixels').argParser(positiveInt('--cell')).default(10))

@@ -16,7 +16,7 @@ export interface RunMeasure {
   readonly cacheBytesPeak: number;
   /** Attention FLOPs of what ran ÷ full attention (the plan's prediction unless strategies fell back). */
   readonly attentionFlopsFraction: number;
-  /** (step, block) calls that fell back from the planned method (a cache budget refused, say). */
+  /** (step, layer) calls that fell back from the planned method (a cache budget refused, say). */
   readonly fallbacks: number;
   readonly psnrVsRaw: number | null;
   readonly quality: Scores | null;

@@ -140,7 +140,7 @@ function markdown(report: { model: string; steps: number; samples: number; seed:
     '',
     'Attention FLOPs count what ran: the plan\'s methods, or the method a strategy fell back to.' +
       (rows.some((r) => r.measure.fallbacks > 0) ? ` Fallbacks: ${rows.filter((r) => r.measure.fallbacks > 0).map((r) => `${r.level} ${r.measure.fallbacks}`).join(', ')}.` : ' No strategy fell back.'),
-    'Sample grids: raw.png and D*.png; plan heatmaps (block × step, Figure 5 style): D*-plan.png.',
+    'Sample grids: raw.png and D*.png; plan heatmaps (attention layer × step, Figure 5 style): D*-plan.png.',
     judged ? 'Accuracy: the bundled classifier\'s class agreement with the requested class; Fréchet: distance in its penultimate features to the test set.' : 'No classifier applies to this model, so no accuracy or Fréchet distance.',
     '',
   ].join('\n');
