@@ -1,4 +1,4 @@
-"""Load a trained DiT (EMA weights) from a training checkpoint, an EMA snapshot or an export."""
+"""Load a trained DiT or STDiT3 (EMA weights) from a training checkpoint, an EMA snapshot or an export."""
 
 from __future__ import annotations
 
@@ -35,3 +35,16 @@ def load_dit(path: str, use_ema: bool = True) -> tuple[DiT, dict, int]:
     model = build_dit(config)
     model.load_state_dict(sd, strict=True)
     return model.eval(), config, step
+
+
+def load_stdit3(path: str, use_ema: bool = True):
+    """path: runs/stdit3/ckpt.pt | runs/stdit3/ema_XXXXXXX.pt (tools/train_stdit3.py).
+
+    Returns (STDiT3 in eval mode, model config, data config, captions [classes, L, C_cap], step)."""
+    from .stdit3_model import build_stdit3
+
+    ck = torch.load(path, map_location="cpu", weights_only=False)
+    sd = ck["ema"] if use_ema or "model" not in ck else ck["model"]
+    model = build_stdit3(ck["config"])
+    model.load_state_dict(sd, strict=True)
+    return model.eval(), ck["config"], ck["data_config"], ck["captions"], int(ck["step"])
