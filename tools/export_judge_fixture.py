@@ -3,6 +3,8 @@
 500 Fashion-MNIST test images (the first 50 of each class, padded to 32x32 as uint8) with their labels,
 plus what the Python side measures on them with the same ONNX classifier: accuracy, and the Fréchet
 distance of their features to the stored test-set statistics (scipy's sqrtm, as in pytorch-fid).
+The first judge (J1, models/fashion-classifier.onnx) gives `logits`, `features`, `accuracy`, `fd_vs_test`;
+the second (J2, models/fashion-judge2.onnx, when present) `j2_logits` and `j2` in the metadata.
 Run from the repository root: python tools/export_judge_fixture.py
 """
 import gzip
@@ -50,9 +52,18 @@ def main():
     fd = frechet(feats.mean(0), np.cov(feats, rowvar=False), stats['test_mu'], stats['test_sigma'])
     meta = {'accuracy': accuracy, 'fd_vs_test': fd, 'input_name': session.get_inputs()[0].name,
             'source': 'first 50 test images of each class, padded 2 px each side'}
-    save_file({'images': padded, 'labels': labels[picked].astype(np.int64),
-               'logits': logits.astype(np.float32), 'features': features.astype(np.float32)},
-              str(OUT), metadata={'info': json.dumps(meta)})
+    tensors = {'images': padded, 'labels': labels[picked].astype(np.int64),
+               'logits': logits.astype(np.float32), 'features': features.astype(np.float32)}
+    if Path('models/fashion-judge2.onnx').exists():
+        s2 = ort.InferenceSession('models/fashion-judge2.onnx', providers=['CPUExecutionProvider'])
+        lo2, fe2 = s2.run(['logits', 'features'], {s2.get_inputs()[0].name: x})
+        st2 = load_file('models/fashion-judge2-stats.safetensors')
+        f2 = fe2.astype(np.float64)
+        meta['j2'] = {'accuracy': float((lo2.argmax(1) == labels[picked]).mean()),
+                      'fd_vs_test': frechet(f2.mean(0), np.cov(f2, rowvar=False), st2['test_mu'], st2['test_sigma']),
+                      'feature_dim': int(fe2.shape[1])}
+        tensors['j2_logits'] = lo2.astype(np.float32)
+    save_file(tensors, str(OUT), metadata={'info': json.dumps(meta)})
     print(json.dumps(meta))
 
 

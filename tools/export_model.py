@@ -186,6 +186,48 @@ def main() -> None:
     print(f"exported step {step} to {args.out}; models/ is {total / 1e6:.1f} MB")
 
 
+JUDGE_FILES = {"J1": "models/fashion-classifier.onnx", "J2": "models/fashion-judge2.onnx"}
+
+
+def score_lines(scores: dict) -> list[str]:
+    """The model card's scores: every judge in scores["judges"] (sample_and_score.py), else J1 alone."""
+    judges = scores.get("judges") or {"J1": scores}
+    names = list(judges)
+    where = f" on {scores['machine']['cpu']}" if scores.get("machine") else ""
+    L = [f"Raw model samples, {scores['sampler']} {scores['steps']} steps, CFG {scores['cfg']} "
+         f"([cond | uncond], guidance on eps), {scores['n']} samples ({scores['n'] // 10} per class, seed "
+         f"{scores['seed']}{', bf16 autocast' if scores.get('bf16') else ', float32'}){where}, at step "
+         f"{scores['training_step']}, judged by " + " and ".join(f"{k} (`{JUDGE_FILES.get(k, judges[k].get('classifier', '?'))}`)" for k in names) + ":\n"]
+    cols = " | ".join(names)
+    L.append(f"| metric | {cols} | reference ({' / '.join(names)}) |\n|---|{'---|' * len(names)}---|\n"
+             f"| classifier accuracy | " + " | ".join(f"**{judges[k]['accuracy'] * 100:.1f} %**" for k in names)
+             + " | test set " + " / ".join(f"{judges[k]['reference']['classifier_test_accuracy'] * 100:.1f} %" for k in names) + " |\n"
+             f"| Fréchet distance (the judge's features) vs test set | " + " | ".join(f"**{judges[k]['frechet_vs_test']:.3f}**" for k in names)
+             + " | 1000 train images " + " / ".join(f"{judges[k]['reference']['frechet_train1k_vs_test']:.3f}" for k in names) + " |\n")
+    fd = all("per_class_frechet" in judges[k] for k in names)
+    head = [f"accuracy {k}" for k in names] + ([f"Fréchet {k} (real)" for k in names] if fd else [])
+    L.append(f"| class | {' | '.join(head)} |\n|---|{'---|' * len(head)}")
+    for c in judges[names[0]]["per_class_accuracy"]:
+        cells = [f"{judges[k]['per_class_accuracy'][c] * 100:.1f} %" for k in names]
+        if fd:
+            cells += [f"{judges[k]['per_class_frechet'][c]:.2f} ({judges[k]['per_class_frechet_real'][c]:.2f})" for k in names]
+        L.append(f"| {c} | " + " | ".join(cells) + " |")
+    if fd:
+        L.append("\nFréchet per class: the samples of a class against that class's real test images, in brackets as "
+                 "many real train images of the class (the floor at that sample size).")
+    L.append("")
+    if len(names) > 1 and all("confusion" in judges[k] for k in names):
+        L.append("Most frequent confusions (requested → judged, count of " + str(scores["n"]) + "): " + "; ".join(
+            f"{k}: " + ", ".join(f"{FASHION_CLASSES[a]} → {FASHION_CLASSES[b]} {n}" for n, a, b in top_confusions(judges[k]["confusion"]))
+            for k in names) + "\n")
+    return L
+
+
+def top_confusions(confusion, k: int = 4):
+    cells = [(n, a, b) for a, row in enumerate(confusion) for b, n in enumerate(row) if a != b and n > 0]
+    return sorted(cells, key=lambda x: -x[0])[:k]
+
+
 def _f(v, nd=3):
     return "n/a" if v is None else f"{v:.{nd}f}"
 
@@ -258,15 +300,7 @@ def write_card(out, cfg, step, log, targs, scores, analysis, status) -> None:
     L.append("- Loss curve (`train_log.jsonl` is the full log):\n\n![loss curve](loss_curve.png)\n")
     L.append("## Samples and scores\n")
     if scores:
-        L.append(f"Raw model samples, {scores['sampler']} {scores['steps']} steps, CFG {scores['cfg']} "
-                 f"([cond | uncond], guidance on eps), {scores['n']} samples ({scores['n'] // 10} per class, seed "
-                 f"{scores['seed']}), judged by `models/fashion-classifier.onnx` at step {scores['training_step']}:\n")
-        r = scores["reference"]
-        L.append(f"| metric | samples | reference |\n|---|---|---|\n"
-                 f"| classifier accuracy | **{scores['accuracy'] * 100:.1f} %** | test set {r['classifier_test_accuracy'] * 100:.1f} % |\n"
-                 f"| Fréchet distance (classifier features) vs test set | **{scores['frechet_vs_test']:.3f}** | "
-                 f"1000 train images {r['frechet_train1k_vs_test']:.3f}, 60 000 train images {r['frechet_train60k_vs_test']:.3f} |\n")
-        L.append("Per class: " + ", ".join(f"{k} {v * 100:.0f} %" for k, v in scores["per_class_accuracy"].items()) + "\n")
+        L.extend(score_lines(scores))
         L.append("Rows are classes 0–9 (" + ", ".join(FASHION_CLASSES) + "):\n\n![samples](samples.png)\n")
     else:
         L.append("Not scored yet.\n")
