@@ -1,0 +1,275 @@
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import * as path from 'node:path';
+import { type CheckpointTensor, fromFloat32, readSafetensors, toFloat32, writeSafetensors } from '@ditfa/checkpoint';
+import { type AttentionLayer, type PlanDocument, type Tensor, psnr, serializePlan, tensor, type WindowSpec } from '@ditfa/core';
+import {
+  type OpenSoraGenerateOptions,
+  type Pipeline as OpenSoraPipeline,
+  type PipelineEvent,
+  createPipeline,
+  isOpenSoraJson,
+  loadModel,
+  officialSampling,
+  videoAnimation,
+  videoGrid,
+} from '@ditfa/models-opensora';
+import { explain, resolveThreshold, searchPlan, type CalibrationTarget } from '@ditfa/planner';
+import { type SamplerFactory, samplerFactory } from '@ditfa/samplers';
+import { strategies as ascStrategies } from '@ditfa/strategy-asc';
+import { strategies as astStrategies } from '@ditfa/strategy-ast';
+import { strategies as warsStrategies } from '@ditfa/strategy-wars';
+import { InputFileError, UsageError } from '../errors.js';
+import { readPlan } from '../io.js';
+import type { Output } from '../output.js';
+import type { Progress } from '../progress.js';
+import { planWindows } from '../session.js';
+
+/**
+ * The commands on an Open-Sora model folder (`config.json` with `model_type` STDiT2/STDiT3 + weights):
+ * caption embeddings from a safetensors file (`captions` [N, L, C] or [N, 1, L, C], optional `mask`
+ * [N, L]), the pixel size from `--frames/--height/--width` (default: the version's official 240p size),
+ * and the version's official sampling where `--steps`, `--guidance` and `--sampler` were not given
+ * (v1.1: IDDPM 100 steps, CFG 7 on 3 channels; v1.2: rectified flow with the timestep transform, 30
+ * steps, CFG 7).
+ */
+
+/** What the Open-Sora paths of generate, calibrate and bench read from the command line. */
+export interface OpenSoraCliOptions {
+  readonly model: string;
+  readonly captionEmbeddings?: string;
+  readonly frames?: number;
+  readonly height?: number;
+  readonly width?: number;
+  readonly fps?: number;
+  readonly seed: number;
+  readonly steps: number;
+  readonly guidance: number;
+  readonly sampler: string;
+  readonly threads?: number;
+  /** Options the user left at their (DiT) defaults: Open-Sora takes its official values for those. */
+  readonly defaulted?: readonly string[];
+}
+
+/** True when `dir` holds an Open-Sora model (its `config.json` names STDiT2/STDiT3 or has their fields). */
+export function isOpenSoraModel(dir: string): boolean {
+  const file = path.join(dir, 'config.json');
+  if (!existsSync(dir) || !statSync(dir).isDirectory() || !existsSync(file)) return false;
+  try {
+    const json = JSON.parse(readFileSync(file, 'utf8')) as unknown;
+    return typeof json === 'object' && json !== null && isOpenSoraJson(json as Record<string, unknown>);
+  } catch {
+    return false;
+  }
+}
+
+/** Opens an Open-Sora model folder as a pipeline with every built-in strategy. */
+export async function openOpenSora(
+  dir: string,
+  options: { threads?: number; window?: (layer: AttentionLayer) => WindowSpec | null; decoder?: string; warn?: (text: string) => void; onEvent?: (e: PipelineEvent) => void } = {},
+): Promise<OpenSoraPipeline> {
+  const model = await loadModel(dir, options.threads === undefined ? {} : { threads: options.threads });
+  return createPipeline(model, {
+    strategies: [...warsStrategies(), ...astStrategies(), ...ascStrategies()],
+    ...(options.window ? { window: options.window } : {}),
+    ...(options.decoder === undefined ? {} : { decoder: options.decoder }),
+    ...(options.threads === undefined ? {} : { threads: options.threads }),
+    onEvent: (e) => {
+      if (e.type === 'backend' && e.fallbackReason) options.warn?.(e.fallbackReason);
+      options.onEvent?.(e);
+    },
+  });
+}
+
+/** Reads `captions` (or `y`) and the optional `mask` of a caption-embeddings file. */
+export function readCaptionEmbeddings(file: string | undefined): { captions: Tensor; mask?: number[] } {
+  if (!file) throw new UsageError('Expected --caption-embeddings <file.safetensors> (tensors "captions" [N, L, C] — the T5 states — and optional "mask" [N, L]) for an Open-Sora model');
+  let tensors;
+  try {
+    tensors = readSafetensors(file).tensors;
+  } catch (cause) {
+    throw new InputFileError(`Cannot read the caption embeddings ${JSON.stringify(file)}: ${(cause as Error).message}`, { cause });
+  }
+  const y = tensors.get('captions') ?? tensors.get('y');
+  if (!y) throw new InputFileError(`Expected a "captions" tensor in ${file} but it holds ${[...tensors.keys()].join(', ')}`);
+  const mask = tensors.get('mask');
+  const shape = y.shape.length === 4 && y.shape[1] === 1 ? [y.shape[0]!, y.shape[2]!, y.shape[3]!] : [...y.shape];
+  return { captions: tensor(toFloat32(y), shape), ...(mask ? { mask: maskValues(mask) } : {}) };
+}
+
+/** A mask of any integer or float dtype as 0/1 numbers. */
+function maskValues(mask: CheckpointTensor): number[] {
+  const { dtype, bytes } = mask;
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  switch (dtype) {
+    case 'F32':
+    case 'F16':
+    case 'BF16':
+    case 'F64':
+      return Array.from(toFloat32(mask));
+    case 'I64':
+      return Array.from({ length: bytes.length / 8 }, (_, i) => Number(view.getBigInt64(8 * i, true)));
+    case 'I32':
+      return Array.from({ length: bytes.length / 4 }, (_, i) => view.getInt32(4 * i, true));
+    case 'U8':
+    case 'BOOL':
+    case 'I8':
+      return Array.from(bytes);
+    default:
+      throw new InputFileError(`Expected a caption mask of an integer or float dtype but received ${dtype}`);
+  }
+}
+
+/** The sampler of a name (`--sampler`, or a plan's fingerprint) for this version and pixel size. */
+export function openSoraSampler(version: 'stdit2' | 'stdit3', name: string, size: { frames: number; height: number; width: number }): SamplerFactory {
+  if (name === 'rflow' || name.startsWith('rflow+transform')) return officialSampling({ version: 'stdit3' }, size).sampler;
+  if (name === 'rflow-plain') return samplerFactory({ kind: 'rflow' });
+  if (name === 'iddpm' || name === 'iddpm-opensora') return samplerFactory({ kind: 'iddpm', iddpmVariant: 'opensora' });
+  if (name === 'dpm++' || name === 'dpmpp-2m') return samplerFactory({ kind: 'dpmpp-2m' });
+  if (name === 'ddim') return samplerFactory({ kind: 'ddim' });
+  throw new UsageError(`Expected --sampler rflow, rflow-plain, iddpm, dpm++ or ddim for an Open-Sora ${version} model but received ${JSON.stringify(name)}`);
+}
+
+/** The generate() request of an Open-Sora model. */
+export function openSoraRequest(pipe: OpenSoraPipeline, o: Omit<OpenSoraCliOptions, 'model'>, plan?: PlanDocument): OpenSoraGenerateOptions {
+  const version = pipe.model.config.version;
+  const size = pipe.model.videoSize({ ...(o.frames ? { frames: o.frames } : {}), ...(o.height ? { height: o.height } : {}), ...(o.width ? { width: o.width } : {}) });
+  pipe.model.latent(size); // the size's own error (frames v1.2 cannot take, …) before the sampler's
+  const official = officialSampling(pipe.model.config, size);
+  const defaulted = new Set(o.defaulted ?? []);
+  const { captions, mask } = readCaptionEmbeddings(o.captionEmbeddings);
+  return {
+    captions,
+    ...(mask ? { mask } : {}),
+    ...size,
+    ...(o.fps === undefined ? {} : { fps: o.fps }),
+    seed: o.seed,
+    steps: defaulted.has('steps') ? official.steps : o.steps,
+    guidanceScale: defaulted.has('guidance') ? official.guidanceScale : o.guidance,
+    guidanceChannels: official.guidanceChannels,
+    sampler: defaulted.has('sampler') ? official.sampler : openSoraSampler(version, o.sampler, size),
+    ...(plan ? { plan } : {}),
+  };
+}
+
+export interface OpenSoraGenerateCliOptions extends OpenSoraCliOptions {
+  readonly plan?: string;
+  readonly vaeDecoder?: string;
+  readonly animation?: string;
+  readonly out: string;
+}
+
+/** `ditfa generate` on an Open-Sora model: a frame grid (row per sample, column per frame), an APNG, or the latents. */
+export async function generateOpenSora(o: OpenSoraGenerateCliOptions, out: Output, progress: Progress, signal?: AbortSignal): Promise<void> {
+  const toLatents = o.out.endsWith('.safetensors');
+  if (!toLatents && !o.vaeDecoder) {
+    throw new UsageError('Expected --vae-decoder <file.onnx> (Open-Sora\'s VAE decode: latents [B, C, T, H, W] → frames) to write frames, or --out <file.safetensors> for the latents');
+  }
+  const plan = o.plan ? await readPlan(o.plan) : undefined;
+  const pipe = await openOpenSora(o.model, { warn: out.warn, ...(o.threads ? { threads: o.threads } : {}), ...(plan ? { window: planWindows(plan) } : {}), ...(o.vaeDecoder ? { decoder: o.vaeDecoder } : {}) });
+  try {
+    const request = openSoraRequest(pipe, o, plan);
+    progress.start(request.steps, plan ? 'generating (plan)' : 'generating (raw)');
+    const result = await pipe.generate({ ...request, images: !toLatents, ...(signal ? { signal } : {}), onProgress: (e) => progress.update(e.step) });
+    progress.stop();
+    let image: { width: number; height: number } | null = null;
+    if (toLatents) {
+      await writeFile(o.out, writeSafetensors(new Map([['latents', fromFloat32(result.latents.data, result.latents.shape)]])));
+    } else {
+      const png = videoGrid(result.images!);
+      await writeFile(o.out, png);
+      image = { width: png.readUInt32BE(16), height: png.readUInt32BE(20) };
+      if (o.animation) await writeFile(o.animation, videoAnimation(result.images!, { fps: pipe.model.config.version === 'stdit2' ? 8 : 24 }));
+    }
+    out.result(
+      { out: o.out, animation: o.animation ?? null, image, latents: result.latents.shape, samples: result.latents.shape[0], sampler: result.sampler, steps: request.steps, timings: result.timings, attention: result.attention, cacheBytesPeak: result.cache.peakBytes, plan: o.plan ?? null },
+      () =>
+        `${result.latents.shape[0]} videos (latent ${result.latents.shape.slice(2).join('×')}) in ${((result.timings.attentionMs + result.timings.otherMs) / 1000).toFixed(2)} s ` +
+        `(attention ${(result.timings.attentionMs / 1000).toFixed(2)} s, ${result.sampler}, ${request.steps} steps) → ${o.out}${o.animation ? ` and ${o.animation}` : ''}\n`,
+    );
+  } finally {
+    progress.stop();
+    await pipe.dispose();
+  }
+}
+
+export interface OpenSoraCalibrateCliOptions extends OpenSoraCliOptions {
+  readonly threshold: string;
+  readonly mode?: 'prefix' | 'naive';
+  readonly out: string;
+}
+
+/** `ditfa calibrate` on an Open-Sora model: the calibration batch is the caption file's captions. */
+export async function calibrateOpenSora(o: OpenSoraCalibrateCliOptions, out: Output, progress: Progress, signal?: AbortSignal): Promise<PlanDocument> {
+  const threshold = resolveThreshold(o.threshold);
+  const pipe = await openOpenSora(o.model, { warn: out.warn, ...(o.threads ? { threads: o.threads } : {}) });
+  try {
+    const request = openSoraRequest(pipe, o);
+    const target = pipe.calibrationTarget(request);
+    const layers = target.layers;
+    progress.start(request.steps * layers.length, `calibrating ${threshold.name ?? `δ=${threshold.delta}`}`);
+    const plan = await searchPlan(target as CalibrationTarget<unknown>, {
+      threshold: o.threshold,
+      mode: o.mode ?? 'prefix',
+      generator: 'ditfa calibrate',
+      ...(signal ? { signal } : {}),
+      onProgress: (e) => {
+        if (e.type === 'layer-decided') progress.update(e.step * layers.length + e.layer + 1, `step ${e.step} layer ${layers[e.layer]!.id}: ${e.method}`);
+        if (e.type === 'step-done' && e.step === 0) progress.update(layers.length, 'step 0: full');
+      },
+    });
+    progress.stop();
+    await writeFile(o.out, serializePlan(plan));
+    out.result({ out: o.out, threshold: plan.threshold, totals: plan.totals, fingerprint: plan.fingerprint }, () => `${explain(plan)}plan written to ${o.out}\n`);
+    return plan;
+  } finally {
+    progress.stop();
+    await pipe.dispose();
+  }
+}
+
+export interface OpenSoraBenchCliOptions extends Omit<OpenSoraCliOptions, 'steps' | 'guidance' | 'sampler'> {
+  readonly plan: string;
+}
+
+/** `ditfa bench` on an Open-Sora model: the same captions and seed raw and under the plan (its steps, sampler and guidance). */
+export async function benchOpenSora(o: OpenSoraBenchCliOptions, out: Output, progress: Progress): Promise<void> {
+  const plan = await readPlan(o.plan);
+  const pipe = await openOpenSora(o.model, { warn: out.warn, ...(o.threads ? { threads: o.threads } : {}), window: planWindows(plan) });
+  try {
+    const fp = plan.fingerprint;
+    const request = openSoraRequest(pipe, { ...o, steps: fp.steps, guidance: fp.guidance ?? 1, sampler: fp.sampler });
+    const run = async (label: string, withPlan: boolean) => {
+      progress.start(request.steps, label);
+      const t0 = performance.now();
+      const r = await pipe.generate({ ...request, ...(withPlan ? { plan } : {}), images: false, onProgress: (e) => progress.update(e.step) });
+      progress.stop();
+      return { result: r, seconds: (performance.now() - t0) / 1000 };
+    };
+    // warm-up (sessions, kernels) so neither timed run pays it
+    await pipe.generate({ ...request, steps: 1, images: false });
+    const raw = await run('raw', false);
+    const planned = await run('plan', true);
+    const measure = (m: typeof raw, ref: typeof raw | null) => ({
+      seconds: m.seconds,
+      attentionSeconds: m.result.timings.attentionMs / 1000,
+      otherSeconds: m.seconds - m.result.timings.attentionMs / 1000,
+      cacheBytesPeak: m.result.cache.peakBytes,
+      attentionFlopsFraction: m.result.attention.fraction,
+      fallbacks: m.result.attention.fallbacks,
+      psnrVsRaw: ref ? psnr(ref.result.latents.data, m.result.latents.data, { peak: 2 }) : null,
+    });
+    const r = measure(raw, null);
+    const p = measure(planned, raw);
+    out.result(
+      { model: o.model, plan: o.plan, samples: raw.result.latents.shape[0], steps: fp.steps, raw: r, planned: p, speedup: r.seconds / p.seconds, attentionSpeedup: r.attentionSeconds / p.attentionSeconds },
+      () =>
+        `raw:  ${r.seconds.toFixed(2)} s (attention ${r.attentionSeconds.toFixed(2)} s)\n` +
+        `plan: ${p.seconds.toFixed(2)} s (attention ${p.attentionSeconds.toFixed(2)} s), attention FLOPs ${(100 * p.attentionFlopsFraction).toFixed(1)} %, cache peak ${(p.cacheBytesPeak / 2 ** 20).toFixed(2)} MiB, ` +
+        `PSNR of the latents vs raw ${Number.isFinite(p.psnrVsRaw!) ? p.psnrVsRaw!.toFixed(2) : '∞'} dB\nspeed-up ${(r.seconds / p.seconds).toFixed(2)}× end to end\n`,
+    );
+  } finally {
+    progress.stop();
+    await pipe.dispose();
+  }
+}

@@ -1,0 +1,67 @@
+import { existsSync, readFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { type CheckpointTensor, readSafetensors, toFloat32 } from '@ditfa/checkpoint';
+import { type Tensor, tensor } from '@ditfa/core';
+
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+export const GOLDEN = path.resolve(repoRoot, '../shared/fixtures/golden');
+export const hasCase = (name: string): boolean => existsSync(path.join(GOLDEN, name, 'io.safetensors'));
+export const casePath = (name: string, file: string): string => path.join(GOLDEN, name, file);
+
+export function caseJson(name: string): Record<string, any> {
+  return JSON.parse(readFileSync(casePath(name, 'case.json'), 'utf8')) as Record<string, any>;
+}
+
+export function weights(name: string): ReadonlyMap<string, CheckpointTensor> {
+  return readSafetensors(casePath(name, 'weights.safetensors')).tensors;
+}
+
+/** The tensors of a case's `io.safetensors`. */
+export class Io {
+  readonly #t: ReadonlyMap<string, CheckpointTensor>;
+  constructor(name: string) {
+    this.#t = readSafetensors(casePath(name, 'io.safetensors')).tensors;
+  }
+  has(key: string): boolean {
+    return this.#t.has(key);
+  }
+  keys(): string[] {
+    return [...this.#t.keys()];
+  }
+  f32(key: string): Tensor {
+    const t = this.#t.get(key);
+    if (!t) throw new Error(`fixture has no ${key}`);
+    return tensor(toFloat32(t), t.shape);
+  }
+  /** Integer (I64, U8) or float tensors as numbers. */
+  numbers(key: string): number[] {
+    const t = this.#t.get(key);
+    if (!t) throw new Error(`fixture has no ${key}`);
+    if (t.dtype === 'U8') return Array.from(t.bytes);
+    if (t.dtype === 'I64') {
+      const view = new DataView(t.bytes.buffer, t.bytes.byteOffset, t.bytes.byteLength);
+      return Array.from({ length: t.bytes.byteLength / 8 }, (_, i) => Number(view.getBigInt64(8 * i, true)));
+    }
+    return Array.from(toFloat32(t));
+  }
+}
+
+/** `max |a − b| / max(|b|, 1)` over elements (the fixtures' relative measure). */
+export function maxRelError(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  if (a.length !== b.length) throw new Error(`length ${a.length} vs ${b.length}`);
+  let m = 0;
+  for (let i = 0; i < a.length; i++) {
+    const e = Math.abs(a[i]! - b[i]!) / Math.max(Math.abs(b[i]!), 1);
+    if (!(e <= m)) m = e;
+  }
+  return m;
+}
+
+/** `[R, H, L, D]` (the fixtures' q/k/v) → `[R, L, H, D]` (ditfa's attention layout). */
+export function bhldToBlhd(t: Tensor): Float32Array {
+  const [B, H, L, D] = t.shape as [number, number, number, number];
+  const out = new Float32Array(t.data.length);
+  for (let b = 0; b < B; b++) for (let h = 0; h < H; h++) for (let l = 0; l < L; l++) for (let d = 0; d < D; d++) out[((b * L + l) * H + h) * D + d] = t.data[((b * H + h) * L + l) * D + d]!;
+  return out;
+}
