@@ -1,4 +1,4 @@
-// prepack: copies the bundled model, its shipped plans and the classifier that judges it from the
+// prepack: copies the bundled model, its shipped plans and the two classifiers that judge it (J1, J2) from the
 // repository's models/ into this package, so that an installed `ditfa` finds them without the monorepo.
 // postpack (`--clean`): removes that copy again.
 import { cpSync, existsSync, rmSync } from 'node:fs';
@@ -19,6 +19,9 @@ const entries = [
   'fashion-classifier.onnx',
   'fashion-classifier-stats.safetensors',
   'fashion-classifier.json',
+  'fashion-judge2.onnx',
+  'fashion-judge2-stats.safetensors',
+  'fashion-judge2.json',
 ];
 const missing = entries.filter((f) => !existsSync(path.join(from, f)));
 if (missing.length > 0) {

@@ -8,9 +8,12 @@ export interface Output {
   result(data: unknown, text: () => string): void;
   /** A note for people (stderr); silent with `--json`. */
   note(line: string): void;
+  /** A warning (stderr, `ditfa: warning: …`), also with `--json`; the same text once per command. */
+  warn(text: string): void;
 }
 
 export function createOutput(json: boolean, stdout: NodeJS.WritableStream = process.stdout, stderr: NodeJS.WritableStream = process.stderr): Output {
+  const warned = new Set<string>();
   return {
     json,
     result(data, text) {
@@ -18,6 +21,11 @@ export function createOutput(json: boolean, stdout: NodeJS.WritableStream = proc
     },
     note(line) {
       if (!json) stderr.write(`${line}\n`);
+    },
+    warn(text) {
+      if (warned.has(text)) return;
+      warned.add(text);
+      stderr.write(`ditfa: warning: ${text}\n`);
     },
   };
 }

@@ -67,7 +67,16 @@ export function buildProgram(io: RunIo = {}): Command {
   const output = () => createOutput(json(), stdout, stderr);
   const progress = () => createProgress(!json() && Boolean((stderr as NodeJS.WriteStream).isTTY), stderr);
   const threads = () => new Option('--threads <n>', 'onnxruntime intra-op threads (default: all cores)').argParser(positiveInt('--threads'));
-  const model = () => new Option('--model <dir>', 'model directory (weights.safetensors + config.json)').default(bundledModelDir(), 'the bundled models/fashion-dit');
+  const model = () => new Option('--model <dir>', 'model directory (weights + config.json): DiT, PixArt-Σ or Open-Sora STDiT2/STDiT3').default(bundledModelDir(), 'the bundled models/fashion-dit');
+  // Open-Sora: the pixel video (default: the version's official 240p size) and the fps micro-condition
+  const video = (cmd: Command): Command =>
+    cmd
+      .addOption(new Option('--frames <n>', 'Open-Sora: frames (default 16 for v1.1, 51 for v1.2)').argParser(positiveInt('--frames')))
+      .addOption(new Option('--height <px>', 'Open-Sora: height in pixels (default 240)').argParser(positiveInt('--height')))
+      .addOption(new Option('--width <px>', 'Open-Sora: width in pixels (default 426)').argParser(positiveInt('--width')))
+      .addOption(new Option('--fps <n>', 'Open-Sora: fps micro-condition (default 24, 120 for one frame)').argParser(nonNegative('--fps')));
+  /** Sampling options left at their defaults: an Open-Sora model then samples as its official inference does. */
+  const defaulted = (cmd: Command): string[] => ['steps', 'guidance', 'sampler'].filter((k) => cmd.getOptionValueSource(k) === 'default');
 
   program
     .command('calibrate')
@@ -75,18 +84,24 @@ export function buildProgram(io: RunIo = {}): Command {
     .addOption(model())
     .requiredOption('--threshold <D1..D6|number>', 'loss budget δ: D1..D6 (0.025 … 0.15) or a number')
     .addOption(new Option('--steps <n>', 'denoising steps').argParser(positiveInt('--steps')).default(50))
-    .option('--sampler <name>', 'dpm++, ddim or iddpm', 'dpm++')
-    .addOption(new Option('--guidance <scale>', 'classifier-free guidance scale').argParser(nonNegative('--guidance')).default(4))
+    .option('--sampler <name>', 'dpm++, ddim or iddpm (Open-Sora: rflow or iddpm, default the official one)', 'dpm++')
+    .addOption(new Option('--guidance <scale>', 'classifier-free guidance scale (Open-Sora default 7)').argParser(nonNegative('--guidance')).default(4))
     .addOption(new Option('--calib <n>', 'calibration samples (random class labels)').argParser(positiveInt('--calib')).default(8))
+    .option('--caption-embeddings <file>', 'Open-Sora: safetensors with "captions" [N, L, C] and optional "mask" [N, L] (the calibration batch)')
     .addOption(new Option('--seed <n>', 'calibration seed').argParser(nonNegativeInt('--seed')).default(3))
     .addOption(new Option('--window <tokens>', 'window size per side (default L/8)').argParser(nonNegativeInt('--window')))
     .addOption(new Option('--mode <mode>', 'search mode').choices(['prefix', 'naive']).default('prefix'))
     .addOption(threads())
     .requiredOption('--out <plan.json>', 'where to write the plan')
-    .addHelpText('after', '\nExamples:\n  $ ditfa calibrate --threshold D3 --out plan.json\n  $ ditfa calibrate --model models/fashion-dit --threshold 0.05 --steps 20 --out plan-d2.json')
-    .action(async (o) => {
-      await calibrate(o, output(), progress());
+    .addHelpText(
+      'after',
+      '\nExamples:\n  $ ditfa calibrate --threshold D3 --out plan.json\n  $ ditfa calibrate --model models/fashion-dit --threshold 0.05 --steps 20 --out plan-d2.json' +
+        '\n  $ ditfa calibrate --model OpenSora-STDiT-v3 --caption-embeddings t5.safetensors --frames 51 --height 240 --width 426 --threshold D3 --out plan.json',
+    )
+    .action(async (o, cmd: Command) => {
+      await calibrate({ ...o, defaulted: defaulted(cmd) }, output(), progress());
     });
+  video(program.commands.find((c) => c.name() === 'calibrate')!);
 
   program
     .command('generate')
@@ -94,19 +109,25 @@ export function buildProgram(io: RunIo = {}): Command {
     .addOption(model())
     .option('--plan <plan.json>', 'a plan made by `ditfa calibrate` for this model and settings')
     .option('--class <ids...>', 'class ids (DiT); repeated to fill --batch', classIds)
-    .option('--caption-embeddings <file>', 'PixArt-Σ: safetensors with "captions" [N, Lt, C] and optional "mask"')
-    .option('--vae-decoder <file.onnx>', 'ONNX VAE decoder (latent_sample → sample) for latent-space models')
+    .option('--caption-embeddings <file>', 'PixArt-Σ, Open-Sora: safetensors with "captions" [N, Lt, C] and optional "mask" [N, Lt]')
+    .option('--vae-decoder <file.onnx>', 'ONNX VAE decoder for latent-space models (DiT, PixArt-Σ: latent_sample → sample; Open-Sora: [B, C, T, H, W] → frames)')
+    .option('--animation <file.png>', 'Open-Sora: also write the frames as an animated PNG')
     .addOption(new Option('--seed <n>', 'noise seed').argParser(nonNegativeInt('--seed')).default(0))
     .addOption(new Option('--steps <n>', 'denoising steps').argParser(positiveInt('--steps')).default(50))
     .addOption(new Option('--guidance <scale>', 'classifier-free guidance scale').argParser(nonNegative('--guidance')).default(4))
     .addOption(new Option('--batch <n>', 'samples').argParser(positiveInt('--batch')).default(1))
-    .option('--sampler <name>', 'dpm++, ddim or iddpm', 'dpm++')
+    .option('--sampler <name>', 'dpm++, ddim or iddpm (Open-Sora: rflow or iddpm, default the official one)', 'dpm++')
     .addOption(threads())
-    .requiredOption('--out <file.png>', 'where to write the sample grid')
-    .addHelpText('after', '\nExamples:\n  $ ditfa generate --class 3 --out bag.png\n  $ ditfa generate --class 0 1 2 --batch 6 --plan plan.json --steps 50 --out grid.png')
-    .action(async (o) => {
-      await generate(o, output(), progress());
+    .requiredOption('--out <file.png>', 'where to write the sample grid (Open-Sora: a row per video, a column per frame; or latents with .safetensors)')
+    .addHelpText(
+      'after',
+      '\nExamples:\n  $ ditfa generate --class 3 --out bag.png\n  $ ditfa generate --class 0 1 2 --batch 6 --plan plan.json --steps 50 --out grid.png' +
+        '\n  $ ditfa generate --model OpenSora-STDiT-v3 --caption-embeddings t5.safetensors --vae-decoder vae_decoder.onnx --frames 51 --out frames.png --animation video.png',
+    )
+    .action(async (o, cmd: Command) => {
+      await generate({ ...o, defaulted: defaulted(cmd) }, output(), progress());
     });
+  video(program.commands.find((c) => c.name() === 'generate')!);
 
   program
     .command('bench')
@@ -116,11 +137,17 @@ export function buildProgram(io: RunIo = {}): Command {
     .option('--class <ids...>', 'class ids (default 0..9)', classIds)
     .addOption(new Option('--seed <n>', 'noise seed').argParser(nonNegativeInt('--seed')).default(0))
     .addOption(new Option('--batch <n>', 'samples').argParser(positiveInt('--batch')).default(10))
+    .option('--caption-embeddings <file>', 'Open-Sora: safetensors with "captions" [N, L, C] and optional "mask" [N, L]')
     .addOption(threads())
-    .addHelpText('after', '\nExamples:\n  $ ditfa bench --plan plan.json\n  $ ditfa --json bench --plan plan.json --batch 20 > bench.json')
+    .addHelpText(
+      'after',
+      '\nExamples:\n  $ ditfa bench --plan plan.json\n  $ ditfa --json bench --plan plan.json --batch 20 > bench.json' +
+        '\n  $ ditfa bench --model OpenSora-STDiT-v3 --caption-embeddings t5.safetensors --frames 51 --plan plan.json',
+    )
     .action(async (o) => {
       await bench(o, output(), progress());
     });
+  video(program.commands.find((c) => c.name() === 'bench')!);
 
   program
     .command('demo')

@@ -50,7 +50,7 @@ export function planWindows(plan: PlanDocument): (layer: AttentionLayer) => Wind
 
 export async function openPipeline(
   dir: string,
-  options: { threads?: number; window?: number | ((layer: AttentionLayer) => WindowSpec | null); vae?: string; onEvent?: (e: PipelineEvent) => void } = {},
+  options: { threads?: number; window?: number | ((layer: AttentionLayer) => WindowSpec | null); vae?: string; onEvent?: (e: PipelineEvent) => void; warn?: (text: string) => void } = {},
 ): Promise<Pipeline> {
   if (!existsSync(dir)) {
     if (path.resolve(dir) === bundledModelDir() && bundledModelsRoot() === null) {
@@ -65,6 +65,10 @@ export async function openPipeline(
     ...(options.window === undefined ? {} : { window: typeof options.window === 'number' ? { kind: '1d' as const, size: options.window } : options.window }),
     ...(options.threads === undefined ? {} : { threads: options.threads }),
     ...(options.vae === undefined ? {} : { vae: options.vae }),
-    ...(options.onEvent ? { onEvent: options.onEvent } : {}),
+    onEvent: (e) => {
+      // a native backend that did not build (or no backend at all) is said, not passed over in silence
+      if (e.type === 'backend' && e.fallbackReason) options.warn?.(e.fallbackReason);
+      options.onEvent?.(e);
+    },
   });
 }

@@ -38,14 +38,14 @@ describe('where the bundled model is found', () => {
 describe('npm pack', () => {
   const repoModels = resolve(__dirname, '../../../models');
   it.skipIf(!existsSync(join(repoModels, 'fashion-dit', 'weights.safetensors')))(
-    'ships the bundled model, its plans and the classifier inside the package, and cleans up after itself',
+    'ships the bundled model, its plans and both judges inside the package, and cleans up after itself',
     () => {
       const pkg = resolve(__dirname, '..');
       const r = spawnSync('npm', ['pack', '--dry-run', '--json'], { cwd: pkg, encoding: 'utf8' });
       expect(r.status, r.stderr).toBe(0);
       const listing = JSON.parse(r.stdout.slice(r.stdout.indexOf('\n[') + 1)) as { files: { path: string }[] }[];
       const files = listing[0]!.files.map((f) => f.path);
-      for (const f of ['models/fashion-dit/weights.safetensors', 'models/fashion-dit/config.json', 'models/fashion-classifier.onnx', 'models/fashion-classifier-stats.safetensors', 'dist/bin.js']) {
+      for (const f of ['models/fashion-dit/weights.safetensors', 'models/fashion-dit/config.json', 'models/fashion-classifier.onnx', 'models/fashion-classifier-stats.safetensors', 'models/fashion-judge2.onnx', 'models/fashion-judge2-stats.safetensors', 'dist/bin.js']) {
         expect(files).toContain(f);
       }
       expect(files.some((f) => f.startsWith('models/fashion-dit/plans/'))).toBe(true);

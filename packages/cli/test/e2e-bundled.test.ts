@@ -41,10 +41,14 @@ describe.skipIf(!present)('ditfa end to end on the bundled model', { timeout: 30
     for (const [i, row] of report.rows.entries()) {
       const m = row.measure;
       expect(m.seconds).toBeGreaterThan(0);
-      expect(m.quality.samples).toBe(2); // the bundled classifier judges the bundled model's samples
-      expect(m.quality.accuracy).toBeGreaterThanOrEqual(0);
-      expect(m.quality.accuracy).toBeLessThanOrEqual(1);
-      expect(Number.isFinite(m.quality.frechet)).toBe(true);
+      // both bundled judges score the bundled model's samples
+      expect(m.quality.map((q: { judge: string }) => q.judge)).toEqual(['J1', 'J2']);
+      for (const q of m.quality) {
+        expect(q.samples).toBe(2);
+        expect(q.accuracy).toBeGreaterThanOrEqual(0);
+        expect(q.accuracy).toBeLessThanOrEqual(1);
+        expect(Number.isFinite(q.frechet)).toBe(true);
+      }
       if (i === 0) expect(m.psnrVsRaw).toBeNull();
       else expect(m.psnrVsRaw).toBeGreaterThan(0);
       // 2 samples of 32×32, upscaled 2×, one row, 2 px padding
@@ -52,7 +56,10 @@ describe.skipIf(!present)('ditfa end to end on the bundled model', { timeout: 30
       expect([grid.width, grid.height]).toEqual([2 * 64 + 3 * 2, 64 + 2 * 2]);
       if (i > 0) expect(decodePng(readFileSync(join(out, row.heatmap))).width).toBeGreaterThan(0);
     }
-    expect(readFileSync(join(out, 'report.md'), 'utf8')).toContain('| raw |');
+    const md = readFileSync(join(out, 'report.md'), 'utf8');
+    expect(md).toContain('| raw |');
+    expect(md).toContain('| accuracy (J1 / J2) | Fréchet (J1 / J2) |');
+    expect(report.judges).toEqual(['J1', 'J2']);
   });
 
   it('every shipped plan is valid, says its level and is a version-2 plan for the 6 self-attention layers', () => {
@@ -78,6 +85,6 @@ describe.skipIf(!present)('ditfa end to end on the bundled model', { timeout: 30
     expect(b.code, b.err).toBe(ExitCode.Ok);
     const m = JSON.parse(b.out);
     expect(m.planned.attentionFlopsFraction).toBeLessThanOrEqual(1);
-    expect(m.raw.quality.samples).toBe(2);
+    expect(m.raw.quality.map((q: { samples: number }) => q.samples)).toEqual([2, 2]);
   });
 });

@@ -1,5 +1,6 @@
 import { DitfaError, ErrorCode, InvalidArgumentError, describeValue } from './errors.js';
 import type { KernelBackend } from './kernel-backend.js';
+import { sharedRegistry } from './shared-registry.js';
 
 /**
  * Creates a backend or explains why it cannot. A factory throws (with a cause and a remedy in the
@@ -84,6 +85,15 @@ export class BackendRegistry {
    * throws one {@link BackendUnavailableError} listing every backend's failure.
    */
   async resolve(names?: readonly string[]): Promise<KernelBackend> {
+    return (await this.resolveDetailed(names)).backend;
+  }
+
+  /**
+   * {@link resolve}, also saying which backends were tried before the one that worked and why each
+   * failed (`failures`, in the order tried; empty when the first choice worked). A pipeline reports
+   * them, so a native backend that did not build is not passed over in silence.
+   */
+  async resolveDetailed(names?: readonly string[]): Promise<BackendResolution> {
     const order = names ?? this.names();
     const failures: BackendFailure[] = [];
     for (const name of order) {
@@ -94,7 +104,7 @@ export class BackendRegistry {
       }
       try {
         entry.instance ??= Promise.resolve().then(entry.factory);
-        return await entry.instance;
+        return { backend: await entry.instance, failures };
       } catch (error) {
         delete entry.instance;
         failures.push({ name, error });
@@ -103,13 +113,26 @@ export class BackendRegistry {
     if (order.length === 0) {
       throw new BackendUnavailableError('No kernel backend is registered; import a backend package or pass a backend directly', []);
     }
-    const lines = failures.map((f) => `  - ${f.name}: ${reason(f.error)}`);
-    throw new BackendUnavailableError(`No kernel backend could be created. Tried ${order.join(', ')}:\n${lines.join('\n')}`, failures);
+    throw new BackendUnavailableError(`No kernel backend could be created. Tried ${order.join(', ')}:\n${describeFailures(failures)}`, failures);
   }
 }
 
-/** The process-wide backend registry that backend packages register into on import of their index. */
-export const backendRegistry = new BackendRegistry();
+/** What {@link BackendRegistry.resolveDetailed} found: the backend, and the ones tried before it with their reasons. */
+export interface BackendResolution {
+  readonly backend: KernelBackend;
+  readonly failures: readonly BackendFailure[];
+}
+
+/** One line per failure, `  - name: reason` (continuation lines indented): for messages and warnings. */
+export function describeFailures(failures: readonly BackendFailure[]): string {
+  return failures.map((f) => `  - ${f.name}: ${reason(f.error)}`).join('\n');
+}
+
+/**
+ * The process-wide backend registry that backend packages register into on import of their index.
+ * Shared by every copy of `@ditfa/core` in the process (see `coreCopies()`).
+ */
+export const backendRegistry: BackendRegistry = sharedRegistry('backends', () => new BackendRegistry(), ['register', 'names', 'has', 'resolve', 'resolveDetailed']);
 
 export function registerBackend(name: string, factory: BackendFactory, priority = 0): void {
   backendRegistry.register(name, factory, priority);
@@ -117,4 +140,9 @@ export function registerBackend(name: string, factory: BackendFactory, priority 
 
 export function resolveBackend(names?: readonly string[]): Promise<KernelBackend> {
   return backendRegistry.resolve(names);
+}
+
+/** {@link resolveBackend} with the backends tried before the chosen one and why each failed. */
+export function resolveBackendDetailed(names?: readonly string[]): Promise<BackendResolution> {
+  return backendRegistry.resolveDetailed(names);
 }

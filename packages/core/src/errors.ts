@@ -21,6 +21,7 @@ export const ErrorCode = {
   CacheStale: 'ERR_DITFA_CACHE_STALE',
   Aborted: 'ERR_DITFA_ABORTED',
   NumericalFault: 'ERR_DITFA_NUMERICAL_FAULT',
+  CoreConflict: 'ERR_DITFA_CORE_CONFLICT',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -28,7 +29,17 @@ export interface DitfaErrorOptions {
   cause?: unknown;
 }
 
-/** Base class of every error ditfa throws on purpose. */
+/** Marks every ditfa error, whichever copy of core made it (`Symbol.for`: one symbol per process). */
+const DITFA_ERROR = Symbol.for('@ditfa/core:error');
+
+/**
+ * Base class of every error ditfa throws on purpose.
+ *
+ * `error instanceof DitfaError` also holds for errors made by another copy of `@ditfa/core` loaded in the
+ * same process (each copy marks its errors with one process-wide symbol), so code that catches ditfa
+ * errors keeps working when a plugin brings its own copy. Subclasses match by prototype only: compare
+ * `code` to be safe across copies.
+ */
 export class DitfaError extends Error {
   readonly code: string;
 
@@ -37,6 +48,17 @@ export class DitfaError extends Error {
     this.name = new.target.name;
     this.code = code;
   }
+
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    if (Function.prototype[Symbol.hasInstance].call(this, value)) return true;
+    return this === DitfaError && isDitfaError(value);
+  }
+}
+Object.defineProperty(DitfaError.prototype, DITFA_ERROR, { value: true });
+
+/** True for an error of any copy of `@ditfa/core` (a coded error: `code` is a string). */
+export function isDitfaError(value: unknown): value is DitfaError {
+  return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[DITFA_ERROR] === true && typeof (value as { code?: unknown }).code === 'string';
 }
 
 /** An argument had the wrong type, range or form. */
@@ -97,10 +119,15 @@ export function expectFinite(name: string, value: unknown): number {
   return value;
 }
 
-/** The error thrown when an AbortSignal fired. */
+/**
+ * The error thrown when an AbortSignal fired. Its `name` is `'AbortError'`, what `fetch`, timers and
+ * streams reject with, so `error.name === 'AbortError'` checks work; its `code` is
+ * `ERR_DITFA_ABORTED` and its `cause` the signal's reason.
+ */
 export class AbortedError extends DitfaError {
   constructor(what: string, options?: DitfaErrorOptions) {
     super(ErrorCode.Aborted, `${what} was aborted`, options);
+    this.name = 'AbortError';
   }
 }
 

@@ -1,6 +1,21 @@
 import { InvalidArgumentError, ShapeMismatchError, describeValue } from './errors.js';
+import { keyLengthsBackend, validateKeyLengths } from './key-lengths.js';
 import type { AttentionStrategy, RowSelection, StrategyContext } from './strategy.js';
 import { concatBatch, type Tensor } from './tensor.js';
+
+/** What {@link AttentionHooks.qkv} returns: q `[rows, Lq, H, D]`, k and v `[rows, Lkv, H, D]`. */
+export interface QkvTensors {
+  q: Tensor;
+  k: Tensor;
+  v: Tensor;
+  /**
+   * For layers whose keys are masked per row (cross-attention over each sample's valid caption tokens,
+   * moved to the front of its row): row `r` attends to keys `0 … keyLengths[r]−1` only, each in
+   * `[1, Lkv]`. Absent: every key is valid. The strategy needs to know nothing: {@link executeAttention}
+   * hands it a `ctx.backend` whose `attention` applies the lengths and whose window kernels refuse.
+   */
+  keyLengths?: readonly number[];
+}
 
 /** The dense work a model adapter provides around one attention layer's call. */
 export interface AttentionHooks {
@@ -8,7 +23,7 @@ export interface AttentionHooks {
    * q/k/v (`[rows, L, H, D]` each) for every row, or for the conditional CFG half only (the rows
    * `cfgHalves(x, ctx.cfg).cond` selects). Called at most once, and not at all when the strategy needs nothing.
    */
-  qkv(rows: RowSelection): Promise<{ q: Tensor; k: Tensor; v: Tensor }>;
+  qkv(rows: RowSelection): Promise<QkvTensors>;
   /** Out-projection of an attention output `[rows, L, H, D]` → `[rows, L, C]`. */
   project(attention: Tensor, rows: RowSelection): Promise<Tensor>;
   /** Channels of the projected output `[B, L, C]` (default `heads·headDim` of the layer). */
@@ -26,8 +41,9 @@ function expectShape(strategy: AttentionStrategy, what: string, t: Tensor, expec
  * what the strategy needs, compute only that, run it, check the result against the layer's sizes
  * (`ctx.layer`; a mismatch throws a {@link ShapeMismatchError} naming the strategy), project (once, on
  * the conditional rows under ASC, then copy to both halves), and let every strategy of the pipeline
- * observe the projected output of a computed call. Returns `[B, L, C]`. The pipeline's dispatcher is
- * the one caller in a model's run; strategy tests may call it directly.
+ * observe the projected output of a computed call. Returns `[B, L, C]`. When the hooks give per-row
+ * key lengths, the strategy's `ctx.backend` applies them (see {@link QkvTensors.keyLengths}). The
+ * pipeline's dispatcher is the one caller in a model's run; strategy tests may call it directly.
  */
 export async function executeAttention(strategy: AttentionStrategy, ctx: StrategyContext, hooks: AttentionHooks): Promise<Tensor> {
   const need = strategy.needs(ctx);
@@ -35,8 +51,14 @@ export async function executeAttention(strategy: AttentionStrategy, ctx: Strateg
     throw new InvalidArgumentError(`Expected strategy "${strategy.name}" to need 'all', 'conditional' or 'none' but received ${describeValue(need)}`);
   }
   const rows: RowSelection = need === 'conditional' && ctx.cfg ? 'conditional' : 'all';
-  const inputs = need === 'none' ? null : { rows, ...(await hooks.qkv(rows)) };
-  const result = await strategy.run(ctx, inputs);
+  const given = need === 'none' ? null : await hooks.qkv(rows);
+  const inputs = given ? { rows, q: given.q, k: given.k, v: given.v } : null;
+  let runCtx = ctx;
+  if (given?.keyLengths !== undefined) {
+    const lengths = validateKeyLengths(given.keyLengths, given.k?.shape?.[0] ?? 0, given.k?.shape?.[1] ?? 0);
+    runCtx = Object.freeze({ ...ctx, backend: keyLengthsBackend(ctx.backend, given.k, given.v, lengths, ctx.layer.id) });
+  }
+  const result = await strategy.run(runCtx, inputs);
   const layer = ctx.layer;
   const channels = hooks.channels ?? layer.heads * layer.headDim;
   if (result.kind === 'projected') {

@@ -1,3 +1,4 @@
+import type { DenseKernels } from './dense.js';
 import type { Tensor } from './tensor.js';
 
 /**
@@ -90,6 +91,11 @@ export interface KernelBackend {
     residual: Tensor,
     options?: AttentionOptions,
   ): Promise<Tensor>;
+  /**
+   * Dense (linear-layer) kernels on the same device and thread pool, when the backend has them (see
+   * `dense.ts`); model adapters may run their blocks' dense work there instead of a graph runtime.
+   */
+  readonly dense?: DenseKernels;
   /** Releases native resources; the backend is unusable afterwards. Optional. */
   dispose?(): void;
 }

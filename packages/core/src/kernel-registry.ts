@@ -1,5 +1,6 @@
 import { DitfaError, ErrorCode, InvalidArgumentError, describeValue } from './errors.js';
 import type { KernelBackend } from './kernel-backend.js';
+import { sharedRegistry } from './shared-registry.js';
 
 /**
  * The open kernel table: a plugin registers further kernels for a backend by name, the way tfjs'
@@ -80,8 +81,8 @@ export class KernelRegistry {
   }
 }
 
-/** The process-wide kernel table. */
-export const kernelRegistry = new KernelRegistry();
+/** The process-wide kernel table, shared by every copy of `@ditfa/core` in the process. */
+export const kernelRegistry: KernelRegistry = sharedRegistry('kernels', () => new KernelRegistry(), ['register', 'unregister', 'get', 'backendsFor', 'run']);
 
 export function registerKernel<Args, Result>(config: KernelConfig<Args, Result>): void {
   kernelRegistry.register(config);

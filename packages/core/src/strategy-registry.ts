@@ -1,4 +1,5 @@
 import { DitfaError, ErrorCode, InvalidArgumentError, describeValue } from './errors.js';
+import { sharedRegistry } from './shared-registry.js';
 import type { AttentionStrategy, StrategyCaches, StrategyLookup } from './strategy.js';
 
 export class StrategyConflictError extends DitfaError {
@@ -129,8 +130,11 @@ export class StrategyRegistry implements StrategyLookup {
   }
 }
 
-/** The process-wide registry that strategy packages' `register()` functions write to. */
-export const strategyRegistry = new StrategyRegistry();
+/**
+ * The process-wide registry that strategy packages' `register()` functions write to. Shared by every
+ * copy of `@ditfa/core` in the process (see `coreCopies()`).
+ */
+export const strategyRegistry: StrategyRegistry = sharedRegistry('strategies', () => new StrategyRegistry(), ['register', 'unregister', 'get', 'require', 'names', 'list']);
 
 export function registerStrategy(strategy: AttentionStrategy, priority = 0): void {
   strategyRegistry.register(strategy, priority);

@@ -6,6 +6,7 @@ import {
   StrategyRegistry,
   createReferenceBackend,
   defineStrategy,
+  describeFailures,
   strategySet,
   type KernelBackend,
 } from '../src/index.js';
@@ -87,6 +88,21 @@ describe('backend registry', () => {
     }, 10);
     reg.register('reference', createReferenceBackend, 0);
     expect((await reg.resolve()).name).toBe('reference');
+  });
+
+  it('says which backends it passed over and why (resolveDetailed)', async () => {
+    const reg = new BackendRegistry();
+    const cause = new Error('the addon file build/Release/x.node does not exist\nrebuild it');
+    reg.register('native', () => {
+      throw cause;
+    }, 10);
+    reg.register('reference', createReferenceBackend, 0);
+    const first = await reg.resolveDetailed();
+    expect(first.backend.name).toBe('reference');
+    expect(first.failures).toEqual([{ name: 'native', error: cause }]);
+    expect(describeFailures(first.failures)).toBe('  - native: the addon file build/Release/x.node does not exist\n    rebuild it');
+    // the first choice working: nothing passed over
+    expect((await reg.resolveDetailed(['reference'])).failures).toEqual([]);
   });
 
   it('throws one error listing every failure when none works', async () => {

@@ -1,10 +1,13 @@
 // pnpm bench: this package's kernels against onnxruntime-node's com.microsoft.MultiHeadAttention and
 // PyTorch's scaled_dot_product_attention (a python subprocess, when torch is installed), in one run, on
-// the same inputs: B=2, H=16, D=72, L ∈ {1024, 4096}, fp32 and bf16, plus window attention at w = L/8
-// and the fused full + residual call. Prints GFLOP/s, the ratios and the machine; writes JSON to
-// bench/results/kernels-cpu-attention.json at the repository root.
+// the same inputs, fp32 and bf16, plus window attention at w = L/8 and the fused full + residual call,
+// at the shapes the models run: the bundled fashion-dit's step (B=40 = 20 samples with CFG, L=256, H=6,
+// D=32), DiT-XL/2-512's (B=2, L=1024, H=16, D=72) and PixArt-Σ-1024's (B=2, L=4096, H=16, D=72).
+// Prints GFLOP/s, the ratios and the machine; writes JSON to bench/results/kernels-cpu-attention.json
+// at the repository root.
 //
-// Options: --quick (L=1024 only, fewer rounds), --threads N, --lengths 1024,4096.
+// Options: --quick (the first two shapes, fewer rounds), --threads N, --lengths 1024,4096 (B=2, H=16,
+// D=72 at those lengths instead of the model shapes).
 import { spawn, spawnSync } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -24,11 +27,16 @@ const option = (name, fallback) => {
   return i >= 0 ? argv[i + 1] : fallback;
 };
 const quick = argv.includes('--quick');
-const lengths = option('lengths', quick ? '1024' : '1024,4096').split(',').map(Number);
-const B = 2;
-const H = 16;
-const D = 72;
-const scale = 1 / Math.sqrt(D);
+const MODEL_SHAPES = [
+  { name: 'fashion-dit step (20 samples + CFG)', B: 40, L: 256, H: 6, D: 32 },
+  { name: 'DiT-XL/2-512', B: 2, L: 1024, H: 16, D: 72 },
+  { name: 'PixArt-Σ-1024', B: 2, L: 4096, H: 16, D: 72 },
+];
+const shapes = option('lengths')
+  ? option('lengths').split(',').map((L) => ({ name: `L=${L}`, B: 2, L: Number(L), H: 16, D: 72 }))
+  : quick
+    ? MODEL_SHAPES.slice(0, 2)
+    : MODEL_SHAPES;
 
 const status = cpuBackendStatus();
 if (!status.available) {
@@ -109,18 +117,19 @@ if (!torchVersion) say('PyTorch: not installed (pip install torch), skipped');
 const results = [];
 const work = mkdtempSync(join(tmpdir(), 'ditfa-bench-'));
 try {
-  for (const L of lengths) {
+  for (const { name: shapeName, B, L, H, D } of shapes) {
+    const scale = 1 / Math.sqrt(D);
     const n = B * L * H * D;
     const shape = [B, L, H, D];
     const q = { data: random(n, 1 + L), shape };
     const k = { data: random(n, 2 + L), shape };
     const v = { data: random(n, 3 + L), shape };
-    const reps = quick ? 3 : L >= 4096 ? 5 : 9;
     const flops = attentionFlops(B, L, L, H * D);
-    const window = { kind: '1d', size: L / 8 };
+    const reps = quick ? 3 : flops >= 1e11 ? 5 : 9;
+    const window = { kind: '1d', size: Math.floor(L / 8) };
     const wFlops = windowFlops(B, L, H * D, window);
-    const row = { L, B, H, D, flops, window: window.size, windowFlops: wFlops };
-    say(`\nL=${L} (B=${B}, H=${H}, D=${D}; ${(flops / 1e9).toFixed(1)} GFLOP per full call, ${reps} rounds, each contender's fastest round)`);
+    const row = { shape: shapeName, L, B, H, D, flops, window: window.size, windowFlops: wFlops };
+    say(`\n${shapeName}: L=${L} (B=${B}, H=${H}, D=${D}; ${(flops / 1e9).toFixed(1)} GFLOP per full call, ${reps} rounds, each contender's fastest round)`);
 
     // Every contender's call, run round-robin: one call each per round, so background load on a shared
     // machine hits them alike. Each gets a warm-up call first.

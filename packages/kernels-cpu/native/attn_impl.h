@@ -14,6 +14,13 @@
 // most one tile width per edge, and the fused call shares one pass over K/V between the full output and
 // the window output: each probability goes to exactly one of two accumulators (window / outside) that
 // share the running maximum; full = both together, window = the first alone.
+//
+// With DITFA_AMX (bf16 on AMX-BF16 CPUs) the same tiles, segments and softmax run with the two products
+// on TMUL tiles: scores as Sᵀ = K·Qᵀ (A = 16 keys × 32 channels of K in bf16 rows, B = Qᵀ as channel
+// pairs per lane, which is the lanes layout the bf16 path already packs) and the output as Oᵀ += Vᵀ·P
+// (A = 16 channels × 32 keys of V transposed, B = the probabilities as key pairs per lane). The results
+// land in the same st[key][lane] / ot[d][lane] arrays, so masking, the fused accumulators and the
+// epilogues are shared with the other paths.
 #pragma once
 
 #include <cstdlib>
@@ -217,9 +224,12 @@ struct KV {
   const float* v;
   int64_t stride;  // floats between consecutive tokens: H·D
   int64_t D;
+  int64_t L;  // keys
   const uint32_t* kb;     // bf16: [Lkv][D2] pairs of channels
   const uint32_t* veven;  // bf16: [P][D] pairs of keys (2t, 2t+1)
   const uint32_t* vodd;   // bf16: [P][D] pairs of keys (2t+1, 2t+2)
+  const uint16_t* kt;     // AMX: K as bf16 rows [Lkv + 16][Dk] (Dk = D rounded up to 32, zero-padded)
+  const uint16_t* vt;     // AMX: V transposed, bf16 [Dv][Lv] (Dv = D rounded up to 16, Lv = Lkv + 32, zero-padded)
 };
 
 #if !defined(DITFA_BF16)
@@ -294,6 +304,35 @@ void pv_f32(float* ot, const float* pt, const float* vp, int64_t vs, int64_t D, 
 
 #endif
 
+#if defined(DITFA_SIMD_AVX512)
+// In-register transpose of a 16 × 16 float block: r[i] holds row i on entry and column i on return.
+inline void transpose16(__m512 r[16]) {
+  __m512 t[16];
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 16; i += 4) {
+    r[i] = _mm512_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+    r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+    r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+    r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+  }
+  for (int i = 0; i < 4; i++) {
+    t[i] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0x88);
+    t[i + 4] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0xdd);
+    t[i + 8] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0x88);
+    t[i + 12] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0xdd);
+  }
+  for (int i = 0; i < 4; i++) {
+    r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
+    r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xdd);
+    r[i + 4] = _mm512_shuffle_f32x4(t[i + 4], t[i + 12], 0x88);
+    r[i + 12] = _mm512_shuffle_f32x4(t[i + 4], t[i + 12], 0xdd);
+  }
+}
+#endif
+
 #if defined(DITFA_BF16)
 // bf16 compute (AVX512-BF16): q·kᵀ and p·v with vdpbf16ps, which multiplies pairs of bf16 and
 // accumulates in fp32. Q is packed as pairs of channels, K as pairs of channels per key (prepare()), V as
@@ -366,6 +405,71 @@ inline void pv_tail_bf16(int rem, float* ot, const uint32_t* pk, const uint32_t*
   }
 }
 
+#if defined(DITFA_AMX)
+inline int64_t amx_dk(int64_t D) { return (D + 31) / 32 * 32; }
+inline int64_t amx_dv(int64_t D) { return (D + 15) / 16 * 16; }
+inline int64_t amx_lk(int64_t L) { return L + 16; }
+inline int64_t amx_lv(int64_t L) { return L + 32; }
+inline uint16_t bf16_half(float x) { return static_cast<uint16_t>(bf16_bits(x)); }
+
+// Converts one (b, h): K to bf16 rows, V to bf16 columns (transposed). Padding is zero.
+void prepare(const AttnArgs& a, uint32_t* kb, uint32_t* vb, int64_t b, int64_t h) {
+  const int64_t D = a.D, L = a.Lkv, HD = a.H * D, Dk = amx_dk(D), Dv = amx_dv(D), Lk = amx_lk(L), Lv = amx_lv(L);
+  const int64_t bh = b * a.H + h;
+  const float* k = a.k + (b * L * a.H + h) * D;
+  const float* v = a.v + (b * L * a.H + h) * D;
+  uint16_t* kd = reinterpret_cast<uint16_t*>(kb) + bh * Lk * Dk;
+  // K: bf16 rows, 16 channels at a time.
+  for (int64_t j = 0; j < Lk; j++) {
+    for (int64_t d = 0; d < Dk; d += 16) {
+      const __mmask16 m = static_cast<__mmask16>(j >= L || d >= D ? 0 : D - d >= 16 ? 0xffff : (1u << (D - d)) - 1u);
+      const __m256i h16 = (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, k + j * HD + d));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(kd + j * Dk + d), h16);
+    }
+  }
+  // V transposed: 16 keys × 16 channels per register transpose, then rounded to bf16.
+  uint16_t* vd = reinterpret_cast<uint16_t*>(vb) + bh * Dv * Lv;
+  for (int64_t j0 = 0; j0 < Lv; j0 += 16) {
+    for (int64_t d0 = 0; d0 < Dv; d0 += 16) {
+      const __mmask16 m = static_cast<__mmask16>(d0 >= D ? 0 : D - d0 >= 16 ? 0xffff : (1u << (D - d0)) - 1u);
+      __m512 r[16];
+      for (int i = 0; i < 16; i++) r[i] = j0 + i < L ? _mm512_maskz_loadu_ps(m, v + (j0 + i) * HD + d0) : _mm512_setzero_ps();
+      transpose16(r);
+      for (int i = 0; i < 16; i++) {
+        const __m256i h16 = (__m256i)_mm512_cvtneps_pbh(r[i]);
+        if (j0 + 16 <= Lv) {
+          _mm256_storeu_si256(reinterpret_cast<__m256i*>(vd + (d0 + i) * Lv + j0), h16);
+        } else {
+          alignas(32) uint16_t tmp[16];
+          _mm256_store_si256(reinterpret_cast<__m256i*>(tmp), h16);
+          for (int64_t j = j0; j < Lv; j++) vd[(d0 + i) * Lv + j] = tmp[j - j0];
+        }
+      }
+    }
+  }
+}
+size_t prep_bytes_k(const AttnArgs& a) { return static_cast<size_t>(a.B * a.H * amx_lk(a.Lkv) * amx_dk(a.D)) * 2 + 64; }
+size_t prep_bytes_v(const AttnArgs& a) { return static_cast<size_t>(a.B * a.H * amx_dv(a.D) * amx_lv(a.Lkv)) * 2 + 64; }
+
+struct TileConfig {
+  uint8_t palette;
+  uint8_t start_row;
+  uint8_t reserved[14];
+  uint16_t colsb[16];
+  uint8_t rows[16];
+};
+// Tile configuration is per thread and cheap to load; every work item loads it (another library may
+// have changed it on this thread) and none releases it (the dense AMX set does the same).
+inline void amx_begin() {
+  TileConfig cfg{};
+  cfg.palette = 1;
+  for (int t = 0; t < 8; t++) {
+    cfg.rows[t] = 16;
+    cfg.colsb[t] = 64;
+  }
+  _tile_loadconfig(&cfg);
+}
+#else
 // Converts one (b, h): K to channel pairs, V to key pairs (even and odd starts). Padding is zero.
 void prepare(const AttnArgs& a, uint32_t* kb, uint32_t* vb, int64_t b, int64_t h) {
   const int64_t D = a.D, D2 = d2_of(D), L = a.Lkv, P = pairs_of(L), HD = a.H * D;
@@ -390,10 +494,52 @@ void prepare(const AttnArgs& a, uint32_t* kb, uint32_t* vb, int64_t b, int64_t h
 size_t prep_bytes_k(const AttnArgs& a) { return static_cast<size_t>(a.B * a.H * a.Lkv * d2_of(a.D)) * 4; }
 size_t prep_bytes_v(const AttnArgs& a) { return static_cast<size_t>(a.B * a.H * 2 * pairs_of(a.Lkv) * a.D) * 4; }
 #endif
+#endif
 
 // Scores of keys [j0, j0 + nk) for every lane: st[j][lane]; cmax gets their maximum per lane.
 void qk(const float* qt, const KV& kv, int64_t j0, int nk, float* st, F* cmax) {
-#if defined(DITFA_BF16)
+#if defined(DITFA_AMX)
+  // Sᵀ (16 keys × 16 lanes per tile) = K rows (A) · Qᵀ channel pairs (B). Two key blocks at a time share
+  // each Qᵀ load: tiles 0, 1 (block a, lane halves), 2, 3 (block b), 4, 5 (K of a, b), 6, 7 (Qᵀ halves).
+  const int64_t Dk = amx_dk(kv.D), steps = Dk / 32;
+  const uint16_t* kp = kv.kt + j0 * Dk;
+  int kb = 0;
+  for (; kb + 16 < nk; kb += 32) {
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+    for (int64_t ds = 0; ds < steps; ds++) {
+      _tile_loadd(6, qt + ds * 16 * BR, BR * 4);
+      _tile_loadd(7, qt + ds * 16 * BR + 16, BR * 4);
+      _tile_loadd(4, kp + kb * Dk + ds * 32, Dk * 2);
+      _tile_loadd(5, kp + (kb + 16) * Dk + ds * 32, Dk * 2);
+      _tile_dpbf16ps(0, 4, 6);
+      _tile_dpbf16ps(1, 4, 7);
+      _tile_dpbf16ps(2, 5, 6);
+      _tile_dpbf16ps(3, 5, 7);
+    }
+    _tile_stored(0, st + kb * BR, BR * 4);
+    _tile_stored(1, st + kb * BR + 16, BR * 4);
+    _tile_stored(2, st + (kb + 16) * BR, BR * 4);
+    _tile_stored(3, st + (kb + 16) * BR + 16, BR * 4);
+  }
+  if (kb < nk) {
+    _tile_zero(0);
+    _tile_zero(1);
+    for (int64_t ds = 0; ds < steps; ds++) {
+      _tile_loadd(4, kp + kb * Dk + ds * 32, Dk * 2);
+      _tile_loadd(6, qt + ds * 16 * BR, BR * 4);
+      _tile_loadd(7, qt + ds * 16 * BR + 16, BR * 4);
+      _tile_dpbf16ps(0, 4, 6);
+      _tile_dpbf16ps(1, 4, 7);
+    }
+    _tile_stored(0, st + kb * BR, BR * 4);
+    _tile_stored(1, st + kb * BR + 16, BR * 4);
+  }
+  for (int j = 0; j < nk; j++)
+    for (int rv = 0; rv < NRV; rv++) cmax[rv] = Simd::max(cmax[rv], Simd::load(st + j * BR + rv * W));
+#elif defined(DITFA_BF16)
   const uint32_t* qt2 = reinterpret_cast<const uint32_t*>(qt);
   const int64_t D2 = d2_of(kv.D);
   const uint32_t* kp = kv.kb + j0 * D2;
@@ -407,7 +553,51 @@ void qk(const float* qt, const KV& kv, int64_t j0, int nk, float* st, F* cmax) {
 
 // ot = ot·fac + p·v over keys [j0, j0 + nk). `pk` is bf16 scratch (unused for fp32).
 void pv(float* ot, const float* pt, const KV& kv, int64_t j0, int nk, const F* fac, uint32_t* pk) {
-#if defined(DITFA_BF16)
+#if defined(DITFA_AMX)
+  // Probabilities as key pairs per lane (the B layout), zero beyond nk up to the 32-key step.
+  const int np = (nk + 1) / 2, ksteps = (nk + 31) / 32;
+  const __m512i idx = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21, 5, 20, 4, 19, 3,
+                                       18, 2, 17, 1, 16, 0);
+  for (int t = 0; t < np; t++) {
+    for (int rv = 0; rv < NRV; rv++) {
+      const F lo = Simd::load(pt + (2 * t) * BR + rv * W);
+      const F hi = 2 * t + 1 < nk ? Simd::load(pt + (2 * t + 1) * BR + rv * W) : Simd::zero();
+      const __m512i both = (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
+      _mm512_store_si512(pk + t * BR + rv * W, _mm512_permutexvar_epi16(idx, both));
+    }
+  }
+  for (int t = np; t < ksteps * 16; t++)
+    for (int rv = 0; rv < NRV; rv++) _mm512_store_si512(pk + t * BR + rv * W, _mm512_setzero_si512());
+  // ot·fac, then Oᵀ (16 channels × 16 lanes per tile) += Vᵀ rows (A) · P (B).
+  const int64_t D = kv.D, Dv = amx_dv(D), Lv = amx_lv(kv.L);
+  // Once the running maximum settles every factor is 1: skip the pass over the accumulator.
+  bool rescale = false;
+  for (int rv = 0; rv < NRV; rv++) rescale = rescale || _mm512_cmp_ps_mask(fac[rv], Simd::set1(1.f), _CMP_NEQ_UQ) != 0;
+  if (rescale) {
+    for (int64_t d = 0; d < D; d++)
+      for (int rv = 0; rv < NRV; rv++) Simd::store(ot + d * BR + rv * W, Simd::mul(Simd::load(ot + d * BR + rv * W), fac[rv]));
+  }
+  _tile_loadd(4, pk, BR * 4);
+  _tile_loadd(5, pk + 16, BR * 4);
+  if (ksteps > 1) {
+    _tile_loadd(6, pk + 16 * BR, BR * 4);
+    _tile_loadd(7, pk + 16 * BR + 16, BR * 4);
+  }
+  for (int64_t db = 0; db < Dv; db += 16) {
+    _tile_loadd(0, ot + db * BR, BR * 4);
+    _tile_loadd(1, ot + db * BR + 16, BR * 4);
+    _tile_loadd(2, kv.vt + db * Lv + j0, Lv * 2);
+    _tile_dpbf16ps(0, 2, 4);
+    _tile_dpbf16ps(1, 2, 5);
+    if (ksteps > 1) {
+      _tile_loadd(2, kv.vt + db * Lv + j0 + 32, Lv * 2);
+      _tile_dpbf16ps(0, 2, 6);
+      _tile_dpbf16ps(1, 2, 7);
+    }
+    _tile_stored(0, ot + db * BR, BR * 4);
+    _tile_stored(1, ot + db * BR + 16, BR * 4);
+  }
+#elif defined(DITFA_BF16)
   // Pairs of keys (j0 + 2t, j0 + 2t + 1); a missing last key gets probability 0.
   const int np = (nk + 1) / 2;
   const __m512i idx = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21, 5, 20, 4, 19, 3,
@@ -503,7 +693,11 @@ void chunk(const AttnArgs& a, const Tile& tile, Scratch& s, State& st, Acc& accW
   for (int j = 0; j < nk; j++) {
     for (int rv = 0; rv < NRV; rv++) {
       float* sp = s.st + j * BR + rv * W;
+#if defined(DITFA_BF16)
+      const F p = Simd::exp2_bf16(Simd::sub(Simd::load(sp), muse[rv]));
+#else
       const F p = Simd::exp2(Simd::sub(Simd::load(sp), muse[rv]));
+#endif
       if (split) {
         const F pin = Simd::select(allowed(a, tile, rv, j0 + j), p, Simd::zero());
         const F pout = Simd::sub(p, pin);
@@ -529,8 +723,14 @@ void chunk(const AttnArgs& a, const Tile& tile, Scratch& s, State& st, Acc& accW
 
 // Runs the tile's segments through `chunk`. Plain window attention skips outside segments.
 void sweep(const AttnArgs& a, const Tile& tile, Scratch& s, State& st, Acc& accW, Acc* accX, bool windowOnly, int64_t b, int64_t h) {
-  KV kv{a.k + (b * a.Lkv * a.H + h) * a.D, a.v + (b * a.Lkv * a.H + h) * a.D, a.H * a.D, a.D, nullptr, nullptr, nullptr};
-#if defined(DITFA_BF16)
+  KV kv{a.k + (b * a.Lkv * a.H + h) * a.D, a.v + (b * a.Lkv * a.H + h) * a.D, a.H * a.D, a.D, a.Lkv, nullptr, nullptr, nullptr, nullptr, nullptr};
+#if defined(DITFA_AMX)
+  {
+    const int64_t bh = b * a.H + h;
+    kv.kt = reinterpret_cast<const uint16_t*>(a.kb) + bh * amx_lk(a.Lkv) * amx_dk(a.D);
+    kv.vt = reinterpret_cast<const uint16_t*>(a.vb) + bh * amx_dv(a.D) * amx_lv(a.Lkv);
+  }
+#elif defined(DITFA_BF16)
   const int64_t bh = b * a.H + h, P = pairs_of(a.Lkv);
   kv.kb = a.kb + bh * a.Lkv * d2_of(a.D);
   kv.veven = a.vb + bh * 2 * P * a.D;
@@ -551,6 +751,7 @@ void sweep(const AttnArgs& a, const Tile& tile, Scratch& s, State& st, Acc& accW
   }
 }
 
+
 void run_tile(const AttnArgs& a, int64_t b, int64_t h, int64_t t) {
   Scratch& s = scratch();
   Tile tile{};
@@ -560,10 +761,33 @@ void run_tile(const AttnArgs& a, int64_t b, int64_t h, int64_t t) {
   const float* qbase = a.q + (b * a.Lq * a.H + h) * D;
 #if defined(DITFA_BF16)
   uint32_t* qt2 = reinterpret_cast<uint32_t*>(s.qt);
-  for (int r = 0; r < BR; r++) {
-    const float* qr = qbase + tile.tok[r] * HD;
-    for (int64_t d = 0; d < d2_of(D); d++) qt2[d * BR + r] = bf16_pair(qr[2 * d] * qscale, 2 * d + 1 < D ? qr[2 * d + 1] * qscale : 0.f);
+  if (static_cast<double>(a.Lq) * static_cast<double>(HD) < 2147483647.0) {
+    // Channel pairs of 16 lanes at a time: two gathers, one rounding to bf16 pairs (lo, hi interleaved).
+    const __m512i inter = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21, 5, 20, 4, 19, 3,
+                                           18, 2, 17, 1, 16, 0);
+    const F qs = Simd::set1(qscale);
+    for (int lb = 0; lb < BR / 16; lb++) {
+      alignas(64) int32_t off[16];
+      for (int i = 0; i < 16; i++) off[i] = static_cast<int32_t>(tile.tok[lb * 16 + i] * HD);
+      const __m512i idx = _mm512_load_si512(off);
+      for (int64_t d = 0; d < d2_of(D); d++) {
+        const F lo = Simd::mul(_mm512_i32gather_ps(idx, qbase + 2 * d, 4), qs);
+        const F hi = 2 * d + 1 < D ? Simd::mul(_mm512_i32gather_ps(idx, qbase + 2 * d + 1, 4), qs) : Simd::zero();
+        const __m512i both = (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
+        _mm512_store_si512(qt2 + d * BR + lb * 16, _mm512_permutexvar_epi16(inter, both));
+      }
+    }
+  } else {
+    for (int r = 0; r < BR; r++) {
+      const float* qr = qbase + tile.tok[r] * HD;
+      for (int64_t d = 0; d < d2_of(D); d++) qt2[d * BR + r] = bf16_pair(qr[2 * d] * qscale, 2 * d + 1 < D ? qr[2 * d + 1] * qscale : 0.f);
+    }
   }
+#if defined(DITFA_AMX)
+  for (int64_t d = d2_of(D); d < amx_dk(D) / 2; d++)
+    for (int r = 0; r < BR; r++) qt2[d * BR + r] = 0;
+  amx_begin();
+#endif
 #else
   for (int r = 0; r < BR; r++) {
     const float* qr = qbase + tile.tok[r] * HD;
@@ -583,6 +807,25 @@ void run_tile(const AttnArgs& a, int64_t b, int64_t h, int64_t t) {
   alignas(64) float inv[BR];
   if (!fused) {
     for (int rv = 0; rv < NRV; rv++) Simd::store(inv + rv * W, accW.l[rv]);
+#if defined(DITFA_SIMD_AVX512)
+    // ot[d][lane] → out[token][d] 16 × 16 at a time (a transpose in registers), normalised per lane.
+    const float* rbase = a.op == Op::WindowResidual ? a.aux + (b * a.Lq * a.H + h) * D : nullptr;
+    for (int lb = 0; lb * 16 < tile.nq; lb++) {
+      const int lanes = static_cast<int>(imin(16, tile.nq - lb * 16));
+      for (int64_t d0 = 0; d0 < D; d0 += 16) {
+        const __mmask16 dm = static_cast<__mmask16>(D - d0 >= 16 ? 0xffff : (1u << (D - d0)) - 1u);
+        __m512 r[16];
+        for (int i = 0; i < 16; i++) r[i] = d0 + i < D ? _mm512_load_ps(s.ow + (d0 + i) * BR + lb * 16) : _mm512_setzero_ps();
+        transpose16(r);
+        for (int i = 0; i < lanes; i++) {
+          const int lane = lb * 16 + i;
+          __m512 o = _mm512_mul_ps(r[i], _mm512_set1_ps(1.f / inv[lane]));
+          if (rbase) o = _mm512_add_ps(o, _mm512_maskz_loadu_ps(dm, rbase + tile.tok[lane] * HD + d0));
+          _mm512_mask_storeu_ps(obase + tile.tok[lane] * HD + d0, dm, o);
+        }
+      }
+    }
+#else
     for (int r = 0; r < tile.nq; r++) {
       float* orow = obase + tile.tok[r] * HD;
       const float il = 1.f / inv[r];
@@ -592,6 +835,7 @@ void run_tile(const AttnArgs& a, int64_t b, int64_t h, int64_t t) {
         for (int64_t d = 0; d < D; d++) orow[d] += rrow[d];
       }
     }
+#endif
     return;
   }
   // Fused: full = (ow·fw + ox·fx) / (lw·fw + lx·fx), window = ow / lw.

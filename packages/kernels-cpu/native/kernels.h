@@ -56,6 +56,7 @@ const KernelSet* kernels_scalar();
 const KernelSet* kernels_avx2();     // null when the addon was built without that file
 const KernelSet* kernels_avx512();
 const KernelSet* kernels_avx512bf16();
+const KernelSet* kernels_amx();        // bf16 on AMX tiles; null when built without AMX
 
 // Largest head size the kernels accept (the per-tile buffers are sized from it).
 constexpr int64_t kMaxHeadDim = 256;

@@ -43,6 +43,16 @@ function nodedir() {
   return existsSync(join(prefix, 'include', 'node', 'node_api.h')) ? prefix : null;
 }
 
+// The AMX dense set needs -mamx-tile / -mamx-bf16 (GCC 11+, clang 12+); older compilers build a stub.
+function compilerTargetsAmx() {
+  const cxx = process.env.CXX || 'c++';
+  const probe = spawnSync(cxx, ['-x', 'c++', '-std=c++17', '-mamx-tile', '-mamx-bf16', '-fsyntax-only', '-'], {
+    input: '#include <immintrin.h>\nvoid f(){ _tile_release(); }\n',
+    stdio: ['pipe', 'ignore', 'ignore'],
+  });
+  return probe.status === 0;
+}
+
 const gyp = nodeGyp();
 if (!gyp) {
   process.stderr.write('@ditfa/kernels-cpu: node-gyp was not found; install it (npm i -g node-gyp) and run `npm run build:native`\n');
@@ -52,6 +62,7 @@ const args = [gyp, 'rebuild', `--jobs=${process.env.DITFA_BUILD_JOBS || 'max'}`]
 const dir = nodedir();
 if (dir) args.push(`--nodedir=${dir}`);
 if (process.env.DITFA_SANITIZE === '1') args.push('--ditfa_sanitize=1');
+if (!compilerTargetsAmx()) args.push('--ditfa_amx=0');
 const result = spawnSync(process.execPath, args, { cwd: root, stdio: ['ignore', 'inherit', 'inherit'] });
 if (result.status !== 0) {
   // A failed build must not fail the whole workspace install: the package still loads, its status says

@@ -17,6 +17,7 @@ import {
   type WindowSpec,
 } from '@ditfa/core';
 import { FEATURE_NAMES, ISA_NAMES, NativeIsa, NativeOp, loadNative, type NativeAddon, type NativeRunArgs } from './binding.js';
+import { type CpuDenseKernels, createCpuDense } from './dense.js';
 
 export const CPU_BACKEND_NAME = 'cpu';
 
@@ -27,7 +28,8 @@ export const CPU_MAX_HEAD_DIM = 256;
 export const CPU_MAX_TOKENS = 2 ** 24;
 
 /**
- * Documented error bound of `compute: 'bf16'`: q, k, v and the softmax probabilities are rounded to bf16
+ * Documented error bound of `compute: 'bf16'` (on AMX-BF16 tiles where the CPU and OS allow them, else
+ * AVX512-BF16 `vdpbf16ps`): q, k, v and the softmax probabilities are rounded to bf16
  * (8 significant bits) while scores, the softmax and every sum stay in fp32. For inputs whose scores
  * `q·k·scale` stay within ±10 (unit-variance q/k with the default scale sit far inside), the largest
  * absolute error is below `BF16_ERROR_BOUND × max|output|`; the tests hold the kernels to it.
@@ -50,6 +52,8 @@ export interface CpuBackend extends KernelBackend {
   windowWithResidualSync(q: Tensor, k: Tensor, v: Tensor, window: WindowSpec, residual: Tensor, options?: AttentionOptions): Tensor;
   /** Sets the native pool's thread count (process-wide). */
   setThreads(threads: number): void;
+  /** Dense (linear-layer) kernels on the same pool; absent when the CPU has no AVX-512. */
+  readonly dense?: CpuDenseKernels;
 }
 
 export type FullWithResidualOptions = Omit<AttentionOptions, 'out'> & { readonly out?: Tensor; readonly residualOut?: Tensor };
@@ -68,8 +72,12 @@ export interface CpuBackendStatus {
   readonly isas: readonly string[];
   /** The fp32 path the kernels use. */
   readonly activeIsa?: string;
+  /** The bf16 path (`amx-bf16` or `avx512bf16`), when bf16 runs here. */
+  readonly activeBf16Isa?: string;
   readonly threads?: number;
   readonly computeDtypes: readonly ComputeDtype[];
+  /** Dense kernel paths this CPU runs (`avx512` fp32, `amx-bf16` / `avx512bf16` bf16); empty without AVX-512. */
+  readonly densePaths: readonly string[];
 }
 
 function featureNames(addon: NativeAddon): string[] {
@@ -98,6 +106,7 @@ export function cpuBackendStatus(): CpuBackendStatus {
       features: [],
       isas: [],
       computeDtypes: [],
+      densePaths: [],
     };
   }
   return {
@@ -107,8 +116,10 @@ export function cpuBackendStatus(): CpuBackendStatus {
     features: featureNames(addon),
     isas: isaNames(addon),
     activeIsa: ISA_NAMES[addon.activeIsa()],
+    ...(bf16Supported(addon) ? { activeBf16Isa: ISA_NAMES[addon.activeBf16Isa()] } : {}),
     threads: addon.threadCount(),
     computeDtypes: bf16Supported(addon) ? ['fp32', 'bf16'] : ['fp32'],
+    densePaths: createCpuDense(addon, CPU_BACKEND_NAME)?.paths() ?? [],
   };
 }
 
@@ -168,12 +179,12 @@ export function createCpuBackend(options: CpuBackendOptions = {}): CpuBackend {
       );
     }
     validateOut('out', opts?.out, q.shape);
-    const out = opts?.out?.data ?? new Float32Array(q.data.length);
+    const out = opts?.out?.data ?? native.allocFloat32(q.data.length);
     let auxData: Float32Array = new Float32Array(0);
     let residualOut: Float32Array | undefined;
     if (op === NativeOp.FullResidual) {
       validateOut('residualOut', opts?.residualOut, q.shape);
-      residualOut = opts?.residualOut?.data ?? new Float32Array(q.data.length);
+      residualOut = opts?.residualOut?.data ?? native.allocFloat32(q.data.length);
       auxData = residualOut;
     } else if (op === NativeOp.WindowResidual) {
       validateOut('residual', aux, q.shape);
@@ -217,13 +228,15 @@ export function createCpuBackend(options: CpuBackendOptions = {}): CpuBackend {
     maxHeadDim: CPU_MAX_HEAD_DIM,
     windows: ['1d', '2d'],
     threads: native.threadCount(),
-    features: [...featureNames(native), `isa:${ISA_NAMES[native.activeIsa()]}`],
+    features: [...featureNames(native), `isa:${ISA_NAMES[native.activeIsa()]}`, ...(hasBf16 ? [`bf16:${ISA_NAMES[native.activeBf16Isa()]}`] : [])],
     offThread: true,
   });
 
+  const dense = createCpuDense(native, CPU_BACKEND_NAME);
   return {
     name: CPU_BACKEND_NAME,
     capabilities,
+    ...(dense ? { dense } : {}),
     setThreads(threads: number): void {
       native.setThreadCount(expectInteger('threads', threads, 1, 1024));
     },

@@ -16,3 +16,4 @@ export {
   type FullWithResidualOptions,
 } from './backend.js';
 export { REBUILD_COMMAND } from './binding.js';
+export { type CpuDenseKernels, type DensePath } from './dense.js';

@@ -4,7 +4,7 @@ import {
   type Tensor,
   type WindowSpec,
 } from '@ditfa/core';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BF16_ERROR_BOUND, createCpuBackend, cpuBackendStatus } from '../src/base.js';
 import { ISA_NAMES, NativeIsa, loadNative } from '../src/binding.js';
 import { maxAbs, randomTensor, relError, rng } from './helpers.js';
@@ -183,8 +183,12 @@ describe.skipIf(!status.available)('native kernels vs the reference backend', ()
   });
 });
 
-describe.skipIf(!status.computeDtypes.includes('bf16'))('bf16 compute within its documented bound', () => {
+const bf16Isas = ([NativeIsa.Avx512Bf16, NativeIsa.AmxBf16] as const).filter((i) => native && (native.supportedIsas() & (1 << i)) !== 0);
+
+describe.skipIf(!status.computeDtypes.includes('bf16')).each(bf16Isas.map((isa) => [ISA_NAMES[isa], isa] as const))('bf16 compute within its documented bound (%s)', (_name, isa) => {
   const backend = createCpuBackend();
+  beforeAll(() => native!.forceBf16Isa(isa));
+  afterAll(() => native!.forceBf16Isa(-1));
   const bf16Cases = [
     { B: 1, L: 7, H: 1, D: 8, w: { kind: '1d', size: 1 } },
     { B: 2, L: 257, H: 3, D: 72, w: { kind: '1d', size: 32 } },

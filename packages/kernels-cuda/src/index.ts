@@ -11,8 +11,12 @@ import { createCudaBackend } from './base.js';
 export * from './base.js';
 export { NativeDtype, KernelPath, ADDON_ABI_VERSION, type BuildStatus, type NativeProbe } from './binding.js';
 
-/** Above the CPU backend, so a machine with a GPU picks it first. */
-export const CUDA_BACKEND_PRIORITY = 20;
+/**
+ * Above the native CPU backend (`@ditfa/kernels-cpu` registers `'cpu'` at 100) and its reference
+ * fallback (-100): with both packages imported, `resolveBackend()` tries CUDA first and, on a machine
+ * without a usable GPU, falls back to the CPU backend (the pipeline's `backend` event says why).
+ */
+export const CUDA_BACKEND_PRIORITY = 200;
 
 /** The factory registered under `'cuda'`: throws with cause and remedy when unavailable. */
 export const cudaBackendFactory = (): ReturnType<typeof createCudaBackend> => createCudaBackend();

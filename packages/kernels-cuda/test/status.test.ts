@@ -83,7 +83,6 @@ describe('status without a usable GPU', () => {
 
   it('registers the backend as "cuda" on import of the index', () => {
     expect(backendRegistry.has('cuda')).toBe(true);
-    expect(CUDA_BACKEND_PRIORITY).toBeGreaterThan(0);
   });
 
   it.runIf(!status.available)('fails resolution of "cuda" with the reason, listed per backend', async () => {

@@ -7,6 +7,8 @@
 // Env: DITFA_BENCH_MODELS=dit,pixart  DITFA_BENCH_DIT_BLOCKS=28  DITFA_BENCH_PIXART_BLOCKS=4
 //      DITFA_BENCH_REPS=3  DITFA_BENCH_THREADS=<cores>  DITFA_BENCH_QUICK=1 (tiny sizes, to check the script)
 //      DITFA_BENCH_BACKEND_MODULE=<module that registers a kernel backend> (default: @ditfa/kernels-cpu if installed)
+//      DITFA_BENCH_ENGINE=auto|native|onnxruntime (the blocks' dense engine)  DITFA_BENCH_DENSE=fp32|bf16
+//      DITFA_BENCH_COMPUTE=fp32|bf16 (attention kernels)
 import { execSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
@@ -32,7 +34,7 @@ function machine() {
   let flags = [];
   try {
     const line = readFileSync('/proc/cpuinfo', 'utf8').split('\n').find((l) => l.startsWith('flags'));
-    flags = (line ?? '').split(':')[1].trim().split(/\s+/).filter((f) => /^(avx2|fma|avx512f|avx512_bf16|amx_bf16|amx_tile|avx512_vnni)$/.test(f));
+    flags = (line ?? '').split(':')[1].trim().split(/\s+/).filter((f) => /^(avx2|fma|avx512f|avx512_bf16|avx512_fp16|amx_bf16|amx_int8|amx_tile|avx512_vnni)$/.test(f));
   } catch {}
   let gpu = null;
   try { gpu = execSync('nvidia-smi --query-gpu=name,driver_version --format=csv,noheader', { stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim(); } catch {}
@@ -61,8 +63,13 @@ function denseFlops(config, B, L, Lt, method) {
   return f;
 }
 
+const engine = env.DITFA_BENCH_ENGINE ?? 'auto';
+const dense = env.DITFA_BENCH_DENSE ?? 'fp32';
+const compute = env.DITFA_BENCH_COMPUTE ?? 'fp32';
+
 async function benchModel(name, config, latent, cond, Lt) {
   const B = 2; // one sample, CFG on
+  const { backend: kb, note } = await backend();
   process.stdout.write(`\n== ${name}: depth ${config.depth}, hidden ${config.hiddenSize}, heads ${config.numHeads}, latent ${latent.join('×')}\n`);
   gc();
   const rss0 = rss();
@@ -71,18 +78,17 @@ async function benchModel(name, config, latent, cond, Lt) {
   let weightsBytes = 0;
   for (const t of ck.values()) weightsBytes += t.bytes.byteLength;
   let weights = canonicalWeights(config, ck);
-  const model = await TransformerModel.create(config, weights, { threads, weightsHash: 'sha256:random' });
+  const model = await TransformerModel.create(config, weights, { threads, weightsHash: 'sha256:random', backend: kb, denseEngine: engine, dense });
   ck = null; weights = null; gc();
   const loadSeconds = (performance.now() - t0) / 1000;
   const rssLoaded = rss();
-  process.stdout.write(`loaded in ${loadSeconds.toFixed(1)} s; weights ${(weightsBytes / 2 ** 30).toFixed(2)} GiB; RSS +${((rssLoaded - rss0) / 2 ** 30).toFixed(2)} GiB\n`);
+  process.stdout.write(`loaded in ${loadSeconds.toFixed(1)} s (dense: ${model.denseEngine} ${model.denseDtype}, attention ${compute}); weights ${(weightsBytes / 2 ** 30).toFixed(2)} GiB; RSS +${((rssLoaded - rss0) / 2 ** 30).toFixed(2)} GiB\n`);
 
   const [H, W] = latent;
   const x = tensor(Float32Array.from({ length: B * config.inChannels * H * W }, (_, i) => Math.sin(i * 0.37)), [B, config.inChannels, H, W]);
   const L = (H / config.patchSize) * (W / config.patchSize);
   const window = model.defaultWindow(H, W);
   const strategies = strategySet([wars(), ast(), ...asc()]); // wars brings its residual-refreshing full
-  const { backend: kb, note } = await backend();
   const shape = { batch: B, tokens: L, channels: config.hiddenSize, cfg: true, window };
   // Methods are interleaved per repetition (rep-major) so that interference from other processes on a
   // shared machine spreads over all of them; the fastest repetition of each is kept.
@@ -97,7 +103,7 @@ async function benchModel(name, config, latent, cond, Lt) {
       const cache = new CacheManager();
       const plan = uniformPlanView(2, config.depth, method);
       const events = [];
-      const opts = (step) => ({ step, plan, strategies, backend: kb, cache, cfg: { order: model.cfgOrder }, window, onEvent: (e) => events.push(e) });
+      const opts = (step) => ({ step, plan, strategies, backend: kb, cache, cfg: { order: model.cfgOrder }, window, compute, onEvent: (e) => events.push(e) });
       // step 0: full everywhere, fills the residual / output caches step 1's method reads (and drops)
       await model.forward(x, 500, cond, opts(0));
       const s0 = performance.now();
@@ -120,6 +126,7 @@ async function benchModel(name, config, latent, cond, Lt) {
     };
   });
   for (const r of rows) process.stdout.write(`${r.method.padEnd(9)} step ${r.stepMs.toFixed(0).padStart(7)} ms  attention ${r.attentionMs.toFixed(0).padStart(7)} ms  other ${r.otherMs.toFixed(0).padStart(7)} ms (onnxruntime ${r.ortMs.toFixed(0)}, glue ${r.glueMs.toFixed(0)})  cache ${(r.cachePeakBytes / 2 ** 20).toFixed(0)} MiB  peak RSS ${(r.peakRssBytes / 2 ** 30).toFixed(2)} GiB\n`);
+  const engineInfo = { denseEngine: model.denseEngine, denseDtype: model.denseDtype };
   await model.dispose();
   const raw = rows[0];
   const within = (measured, predicted) => Math.abs(measured / predicted - 1) <= 0.1;
@@ -142,7 +149,7 @@ async function benchModel(name, config, latent, cond, Lt) {
     const f = (q) => `${q.measured.toFixed(3)} / ${q.predicted.toFixed(3)}${q.within10pct ? '' : ' !'}`;
     process.stdout.write(`${r.method.padEnd(9)} attention ${f(r.ratios.attention).padEnd(18)} other ${f(r.ratios.other).padEnd(18)} step ${f(r.ratios.step)}\n`);
   }
-  return { name, config, latent, batch: B, tokens: L, window, backend: kb.name, backendCapabilities: kb.capabilities(), backendNote: note, reps, loadSeconds, memory: { weightsBytes, rssAfterLoadBytes: rssLoaded - rss0, note: 'rssAfterLoad = ORT-held weights + arenas after the JS copies were dropped; peakRssBytes per method includes activations and caches' }, results: rows };
+  return { name, config, latent, batch: B, tokens: L, window, ...engineInfo, attentionCompute: compute, backend: kb.name, backendCapabilities: kb.capabilities(), backendNote: note, reps, loadSeconds, memory: { weightsBytes, rssAfterLoadBytes: rssLoaded - rss0, note: 'rssAfterLoad = ORT-held weights + arenas after the JS copies were dropped; peakRssBytes per method includes activations and caches' }, results: rows };
 }
 
 const want = (env.DITFA_BENCH_MODELS ?? 'dit,pixart').split(',');

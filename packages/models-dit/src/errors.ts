@@ -10,6 +10,8 @@ export const ModelErrorCode = {
   Config: 'ERR_DITFA_MODEL_CONFIG',
   /** The model was used after dispose(). */
   Disposed: 'ERR_DITFA_MODEL_DISPOSED',
+  /** The requested dense precision or engine cannot run here (e.g. bf16 without a native bf16 path). */
+  DenseUnavailable: 'ERR_DITFA_DENSE_UNAVAILABLE',
 } as const;
 
 /** The checkpoint's keys do not match what the model expects; the message lists the expected keys. */
@@ -39,5 +41,20 @@ export class ModelConfigError extends DitfaError {
 export class ModelDisposedError extends DitfaError {
   constructor(what: string) {
     super(ModelErrorCode.Disposed, `Expected a live ${what} but it was disposed; create a new one`);
+  }
+}
+
+/** The dense precision or engine asked for cannot run here; `reasons` says why, the message what to do. */
+export class ModelDenseUnavailableError extends DitfaError {
+  readonly reasons: readonly string[];
+
+  constructor(what: string, reasons: readonly string[]) {
+    super(
+      ModelErrorCode.DenseUnavailable,
+      `Expected to run the blocks' dense layers as asked but ${what}` +
+        (reasons.length ? `:\n${reasons.map((r) => `  - ${r}`).join('\n')}` : '') +
+        "\nRemedy: import '@ditfa/kernels-cpu' (native dense kernels; bf16 needs AMX-BF16 or AVX512-BF16) or pass a backend with dense kernels, or load with dense 'fp32'.",
+    );
+    this.reasons = reasons;
   }
 }

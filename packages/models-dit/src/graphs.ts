@@ -1,4 +1,4 @@
-import { type LinearWeights, GraphBuilder, chunkLast, gatedResidual, geluTanh, layerNorm, linear, modulate, plainAttention, silu } from '@ditfa/ort-graph';
+import { type LinearWeights, GraphBuilder, chunkLast, gatedResidual, geluTanh, layerNorm, linear, linearFeeds, linearFromInputs, modulate, plainAttention, silu } from '@ditfa/ort-graph';
 import { type ModelConfig, mlpHidden, outChannels } from './config.js';
 import type { BlockWeights, DitWeights, PixartWeights } from './weights.js';
 
@@ -21,6 +21,30 @@ export const LN_EPS = 1e-6;
 
 export interface GraphOptions {
   readonly taps?: boolean;
+  /**
+   * Block graphs only: take the block's weights as graph inputs (see {@link blockFeeds}) instead of
+   * initializers, so one session serves every block (one memory arena and one thread pool instead of
+   * one per block piece). Default false.
+   */
+  readonly weightInputs?: boolean;
+}
+
+/** A linear layer of a block graph: from initializers, or from inputs named after `prefix`. */
+function blockLinear(g: GraphBuilder, x: string, w: LinearWeights, prefix: string, options: GraphOptions): string {
+  return options.weightInputs ? linearFromInputs(g, x, prefix, w.inFeatures, w.outFeatures, w.bias !== null) : linear(g, x, w, prefix);
+}
+
+/** The weight inputs of a block's `pre`, `out` and `post` graphs built with `weightInputs` (transposed once). */
+export function blockFeeds(config: ModelConfig, b: BlockWeights): Record<'pre' | 'out' | 'post', Record<string, { data: Float32Array; dims: readonly number[] }>> {
+  return {
+    pre: linearFeeds(b.qkv, 'qkv'),
+    out: linearFeeds(b.proj, 'proj'),
+    post: {
+      ...(config.family === 'pixart' ? { ...linearFeeds(b.crossQ!, 'cross_q'), ...linearFeeds(b.crossProj!, 'cross_proj') } : {}),
+      ...linearFeeds(b.fc1, 'fc1'),
+      ...linearFeeds(b.fc2, 'fc2'),
+    },
+  };
 }
 
 const concatLinear = (parts: readonly LinearWeights[]): LinearWeights => {
@@ -112,16 +136,16 @@ export function buildPre(config: ModelConfig, b: BlockWeights, options: GraphOpt
   const [shift, scale] = chunkLast(g, mod, 6, C) as [string, string];
   const h = modulate(g, layerNorm(g, x, C, LN_EPS), shift, scale);
   if (options.taps) g.output(h, 'attn_in');
-  const qkv = linear(g, h, b.qkv, 'qkv');
+  const qkv = blockLinear(g, h, b.qkv, 'qkv', options);
   for (const n of g.opN('Split', [qkv, g.constI64([C, C, C])], ['q', 'k', 'v'], { axis: -1 })) g.output(n);
   return g.toModel();
 }
 
 /** The attention out-projection `[R, L, C] → [R, L, C]`. */
-export function buildOut(config: ModelConfig, b: BlockWeights): Uint8Array {
+export function buildOut(config: ModelConfig, b: BlockWeights, options: GraphOptions = {}): Uint8Array {
   const g = new GraphBuilder('block.out');
   const a = g.input('a', 'float32', ['R', 'L', config.hiddenSize]);
-  g.output(linear(g, a, b.proj, 'proj'), 'y');
+  g.output(blockLinear(g, a, b.proj, 'proj', options), 'y');
   return g.toModel();
 }
 
@@ -140,17 +164,17 @@ export function buildPost(config: ModelConfig, b: BlockWeights, options: GraphOp
     const cv = g.input('cv', 'float32', ['B', 'Lt', C]);
     const bias = g.input('bias', 'float32', ['B', 1, 1, 'Lt']);
     if (taps) g.output(h, 'cross_in');
-    const q = linear(g, h, b.crossQ!, 'cross_q');
+    const q = blockLinear(g, h, b.crossQ!, 'cross_q', options);
     if (taps) g.output(q, 'cross_q');
     const core = plainAttention(g, q, ck, cv, config.numHeads, C / config.numHeads, bias);
     if (taps) g.output(core, 'cross_core');
-    const out = linear(g, core, b.crossProj!, 'cross_proj');
+    const out = blockLinear(g, core, b.crossProj!, 'cross_proj', options);
     if (taps) g.output(out, 'cross_out');
     h = g.op('Add', [h, out]);
   }
   const m = modulate(g, layerNorm(g, h, C, LN_EPS), shiftMlp, scaleMlp);
   if (taps) g.output(m, 'mlp_in');
-  const mlp = linear(g, geluTanh(g, linear(g, m, b.fc1, 'fc1')), b.fc2, 'fc2');
+  const mlp = blockLinear(g, geluTanh(g, blockLinear(g, m, b.fc1, 'fc1', options)), b.fc2, 'fc2', options);
   if (taps) g.output(mlp, 'mlp_out');
   g.output(gatedResidual(g, h, gateMlp, mlp), 'out');
   return g.toModel();

@@ -6,6 +6,7 @@ import {
   type CfgLayout,
   type CfgOrder,
   type ComputeDtype,
+  type DenseDtype,
   InvalidArgumentError,
   type KernelBackend,
   type PlanView,
@@ -17,6 +18,7 @@ import {
   createReferenceBackend,
   defineLayers,
   describeValue,
+  resolveBackend,
   expectInteger,
   fullStrategy,
   strategySet,
@@ -28,8 +30,9 @@ import { type Attend, createDispatcher, newTally } from '@ditfa/pipeline';
 import { type OrtModule, type OrtSession, type OrtTensor, type SessionOptions, createSession, loadOrt } from '@ditfa/ort-graph';
 import { type ModelConfig, type PixartConfig, architectureOf, outChannels } from './config.js';
 import { sincosPosEmbed, timestepFrequencies } from './embeddings.js';
-import { ModelDisposedError } from './errors.js';
-import { buildDitEmbed, buildFinal, buildOut, buildPixartCaption, buildPixartEmbed, buildPost, buildPre, unpatchify } from './graphs.js';
+import { ModelDisposedError, ModelDenseUnavailableError } from './errors.js';
+import { type CrossKv, NativeBlocks, gatherKeys, keptKeys } from './native-blocks.js';
+import { blockFeeds, buildDitEmbed, buildFinal, buildOut, buildPixartCaption, buildPixartEmbed, buildPost, buildPre, unpatchify } from './graphs.js';
 import type { ModelWeights } from './weights.js';
 
 /** DiT: one class label per batch row (`numClasses` = the null class). */
@@ -45,11 +48,37 @@ export interface PixartCondition {
 
 export type Condition = DitCondition | PixartCondition;
 
+/** Who runs the transformer blocks' dense layers. */
+export type DenseEngine = 'native' | 'onnxruntime';
+
 export interface LoadOptions extends SessionOptions {
   /** Also output intermediates from the graphs (for golden tests and debugging; slower). */
   readonly taps?: boolean;
   /** `sha256:…` of the weights, for plan fingerprints. */
   readonly weightsHash?: string;
+  /**
+   * Precision of the blocks' linear layers (q/k/v, out-projection, MLP, PixArt's cross-attention
+   * projections). Default `'fp32'`. `'bf16'` rounds each layer's input and weights to bfloat16 and sums
+   * in float32 (what PyTorch's bf16 autocast does for a linear layer); it needs the native engine on a
+   * CPU with AMX-BF16 or AVX512-BF16 and is never chosen silently. Embedding and final layers stay fp32.
+   */
+  readonly dense?: DenseDtype;
+  /**
+   * Who runs the blocks' dense layers: `'native'` (the kernel backend's dense kernels, e.g.
+   * `@ditfa/kernels-cpu` on AVX-512), `'onnxruntime'` (one ONNX graph per block piece), or `'auto'`
+   * (default): native when the backend has dense kernels for the dtype, else onnxruntime.
+   */
+  readonly denseEngine?: DenseEngine | 'auto';
+  /** The kernel backend whose dense kernels the native engine uses (default: core's `resolveBackend()`). */
+  readonly backend?: KernelBackend;
+  /**
+   * The onnxruntime engine's block sessions: `'shared'` (default) builds each block piece (`pre`, `out`,
+   * `post`) once with the weights as inputs and feeds every block its own — one memory arena and one
+   * thread pool per piece instead of one per block piece, and no second copy of the weights inside
+   * onnxruntime; `'per-block'` builds one session per block piece with the weights as initializers
+   * (prepacked, as before issue 16).
+   */
+  readonly ortBlocks?: 'shared' | 'per-block';
 }
 
 /**
@@ -63,7 +92,7 @@ export interface StepState {
   readonly height: number;
   readonly width: number;
   readonly tokens: number;
-  /** Milliseconds inside onnxruntime's `run` since `embed` (the rest of a step is attention and JS glue). */
+  /** Milliseconds in the dense layers (onnxruntime's `run`, or the native engine's dense kernels) since `embed` (the rest of a step is attention and JS glue). */
   readonly ortMs: number;
   /** The hidden state entering `block`, `[B, L, C]`; never written to. */
   readonly hidden: Tensor;
@@ -110,7 +139,7 @@ export interface ForwardTimings {
   readonly attentionMs: number;
   /** Milliseconds in everything else (dense graphs, copies). */
   readonly otherMs: number;
-  /** Part of `otherMs` inside onnxruntime's `run`; `otherMs − ortMs` is JS glue (views, copies, unpatchify). */
+  /** Part of `otherMs` in the dense layers (onnxruntime's `run` or the native engine's dense kernels); `otherMs − ortMs` is JS glue (views, copies, unpatchify). */
   readonly ortMs: number;
 }
 
@@ -124,6 +153,39 @@ interface BlockSessions {
   readonly pre: OrtSession;
   readonly out: OrtSession;
   readonly post: OrtSession;
+  /** The block's weights, for sessions built with weight inputs (shared by every block). */
+  readonly feeds?: Readonly<Record<'pre' | 'out' | 'post', Record<string, OrtTensor>>>;
+}
+
+/** Picks the dense engine; throws when the options ask for something the backend cannot run. */
+async function chooseEngine(options: LoadOptions): Promise<{ engine: DenseEngine; backend: KernelBackend | null; dtype: DenseDtype }> {
+  const dtype = options.dense ?? 'fp32';
+  if (dtype !== 'fp32' && dtype !== 'bf16') throw new InvalidArgumentError(`Expected dense 'fp32' or 'bf16' but received ${describeValue(dtype)}`);
+  const want = options.denseEngine ?? 'auto';
+  if (want !== 'auto' && want !== 'native' && want !== 'onnxruntime') {
+    throw new InvalidArgumentError(`Expected denseEngine 'auto', 'native' or 'onnxruntime' but received ${describeValue(want)}`);
+  }
+  if (want === 'onnxruntime') {
+    if (dtype !== 'fp32') throw new ModelDenseUnavailableError(`dense '${dtype}' runs on the native engine only; onnxruntime's CPU provider has no bf16 MatMul`, []);
+    return { engine: 'onnxruntime', backend: null, dtype };
+  }
+  let backend = options.backend ?? null;
+  const reasons: string[] = [];
+  if (!backend) {
+    try {
+      backend = await resolveBackend();
+    } catch (error) {
+      reasons.push(`no kernel backend resolved: ${(error as Error).message.split('\n')[0]}`);
+    }
+  }
+  const dense = backend?.dense;
+  if (backend && !dense) reasons.push(`the kernel backend '${backend.name}' has no dense kernels`);
+  if (dense && !dense.capabilities().dtypes.includes(dtype)) {
+    reasons.push(`the kernel backend '${backend!.name}' runs dense ${dense.capabilities().dtypes.join(', ')} here, not ${dtype}`);
+  }
+  if (reasons.length === 0) return { engine: 'native', backend, dtype };
+  if (want === 'auto' && dtype === 'fp32') return { engine: 'onnxruntime', backend: null, dtype };
+  throw new ModelDenseUnavailableError(`dense '${dtype}' on the ${want === 'auto' ? 'native' : want} engine is unavailable`, reasons);
 }
 
 interface Embedded {
@@ -131,6 +193,7 @@ interface Embedded {
   readonly mods: readonly OrtTensor[];
   readonly finalMod: OrtTensor;
   readonly cross: ReadonlyArray<Record<string, OrtTensor>> | null;
+  readonly nativeCross: readonly CrossKv[] | null;
 }
 
 interface StateInternals {
@@ -170,10 +233,11 @@ export class TransformerModel {
   readonly #embed: OrtSession;
   readonly #caption: OrtSession | null;
   readonly #blocks: BlockSessions[];
+  readonly #native: NativeBlocks | null;
   readonly #final: OrtSession;
   readonly #taps: boolean;
   #ortClock = 0;
-  #captionCache: { captions: Tensor; mask: ArrayLike<number> | undefined; value: Record<string, OrtTensor>[]; proj: OrtTensor } | null = null;
+  #captionCache: { captions: Tensor; mask: ArrayLike<number> | undefined; value: Record<string, OrtTensor>[]; native: CrossKv[] | null; proj: OrtTensor } | null = null;
   #disposed = false;
 
   private constructor(init: {
@@ -182,6 +246,7 @@ export class TransformerModel {
     embed: OrtSession;
     caption: OrtSession | null;
     blocks: BlockSessions[];
+    native: NativeBlocks | null;
     final: OrtSession;
     taps: boolean;
     weightsHash: string;
@@ -193,22 +258,27 @@ export class TransformerModel {
     this.#embed = init.embed;
     this.#caption = init.caption;
     this.#blocks = init.blocks;
+    this.#native = init.native;
     this.#final = init.final;
     this.#taps = init.taps;
     this.weightsHash = init.weightsHash;
     this.nullCaption = init.nullCaption;
   }
 
-  /** Builds every graph and session from canonical weights (see `canonicalWeights`). */
+  /** Builds every graph and session (or packs the native engine's weights) from canonical weights (see `canonicalWeights`). */
   static async create(config: ModelConfig, weights: ModelWeights, options: LoadOptions = {}): Promise<TransformerModel> {
     if (weights.family !== config.family) {
       throw new InvalidArgumentError(`Expected ${config.family} weights for a ${config.family} config but received ${weights.family} weights`);
     }
     const ort = await loadOrt();
     const taps = options.taps ?? false;
+    const { engine, backend, dtype } = await chooseEngine(options);
     const sessions: OrtSession[] = [];
+    // Intra-op threads that spin after each run compete with the kernel backend's own pool on the same
+    // cores (measured: bench/results/e2e-*.json); they sleep unless asked otherwise.
+    const sessionOptions: SessionOptions = { ...options, spinning: options.spinning ?? false };
     const make = async (bytes: Uint8Array): Promise<OrtSession> => {
-      const s = await createSession(bytes, options);
+      const s = await createSession(bytes, sessionOptions);
       sessions.push(s);
       return s;
     };
@@ -216,19 +286,52 @@ export class TransformerModel {
       const embed = await make(weights.family === 'dit' ? buildDitEmbed(config, weights, { taps }) : buildPixartEmbed(config, weights, { taps }));
       const caption = weights.family === 'pixart' ? await make(buildPixartCaption(config as PixartConfig, weights)) : null;
       const blocks: BlockSessions[] = [];
-      for (const b of weights.blocks) {
-        blocks.push({ pre: await make(buildPre(config, b, { taps })), out: await make(buildOut(config, b)), post: await make(buildPost(config, b, { taps })) });
+      let native: NativeBlocks | null = null;
+      if (engine === 'native') {
+        native = new NativeBlocks({ backend: backend!, config, blocks: weights.blocks, dtype, taps });
+      } else if ((options.ortBlocks ?? 'shared') === 'shared') {
+        const first = weights.blocks[0]!;
+        const shared = {
+          pre: await make(buildPre(config, first, { taps, weightInputs: true })),
+          out: await make(buildOut(config, first, { weightInputs: true })),
+          post: await make(buildPost(config, first, { taps, weightInputs: true })),
+        };
+        const toOrt = (f: Record<string, { data: Float32Array; dims: readonly number[] }>): Record<string, OrtTensor> =>
+          Object.fromEntries(Object.entries(f).map(([k, v]) => [k, new ort.Tensor('float32', v.data, v.dims)]));
+        for (const b of weights.blocks) {
+          const f = blockFeeds(config, b);
+          blocks.push({ ...shared, feeds: { pre: toOrt(f.pre), out: toOrt(f.out), post: toOrt(f.post) } });
+        }
+      } else {
+        for (const b of weights.blocks) {
+          blocks.push({ pre: await make(buildPre(config, b, { taps })), out: await make(buildOut(config, b)), post: await make(buildPost(config, b, { taps })) });
+        }
       }
       const final = await make(buildFinal(config, weights));
       const nullCaption =
         weights.family === 'pixart' && weights.nullCaption
           ? tensor(weights.nullCaption, [weights.nullCaption.length / (config as PixartConfig).captionChannels, (config as PixartConfig).captionChannels])
           : null;
-      return new TransformerModel({ config, ort, embed, caption, blocks, final, taps, weightsHash: options.weightsHash ?? 'sha256:unknown', nullCaption });
+      return new TransformerModel({ config, ort, embed, caption, blocks, native, final, taps, weightsHash: options.weightsHash ?? 'sha256:unknown', nullCaption });
     } catch (error) {
       await Promise.all(sessions.map((s) => s.release()));
       throw error;
     }
+  }
+
+  /** Who runs the blocks' dense layers. */
+  get denseEngine(): DenseEngine {
+    return this.#native ? 'native' : 'onnxruntime';
+  }
+
+  /** Precision of the blocks' dense layers. */
+  get denseDtype(): DenseDtype {
+    return this.#native?.dtype ?? 'fp32';
+  }
+
+  /** The kernel backend of the native engine (null on onnxruntime). */
+  get denseBackend(): KernelBackend | null {
+    return this.#native?.backend ?? null;
   }
 
   get numBlocks(): number {
@@ -285,7 +388,7 @@ export class TransformerModel {
     return timestepFrequencies(values);
   }
 
-  async #prepareCaption(cond: PixartCondition, B: number): Promise<{ value: Record<string, OrtTensor>[]; proj: OrtTensor }> {
+  async #prepareCaption(cond: PixartCondition, B: number): Promise<{ value: Record<string, OrtTensor>[]; native: CrossKv[] | null; proj: OrtTensor }> {
     const c = this.config as PixartConfig;
     const cached = this.#captionCache;
     if (cached && cached.captions === cond.captions && cached.mask === cond.mask) return cached;
@@ -308,8 +411,17 @@ export class TransformerModel {
     const out = await this.#caption!.run({ y: new this.#ort.Tensor('float32', y.data, y.shape) });
     this.#ortClock += performance.now() - r0;
     const biasT = new this.#ort.Tensor('float32', bias, [B, 1, 1, Lt]);
-    const value = this.#blocks.map((_, i) => ({ ck: out[`ck_${i}`]!, cv: out[`cv_${i}`]!, bias: biasT }));
-    this.#captionCache = { captions: cond.captions, mask: cond.mask, value, proj: out.y_proj! };
+    const value = Array.from({ length: c.depth }, (_, i) => ({ ck: out[`ck_${i}`]!, cv: out[`cv_${i}`]!, bias: biasT }));
+    let native: CrossKv[] | null = null;
+    if (this.#native) {
+      const kept = keptKeys(cond.mask, B, Lt);
+      const C = c.hiddenSize;
+      native = value.map(({ ck, cv }) => ({
+        k: kept.map((keys, b) => gatherKeys(ck.data as Float32Array, b, Lt, C, keys, c.numHeads)),
+        v: kept.map((keys, b) => gatherKeys(cv.data as Float32Array, b, Lt, C, keys, c.numHeads)),
+      }));
+    }
+    this.#captionCache = { captions: cond.captions, mask: cond.mask, value, native, proj: out.y_proj! };
     return this.#captionCache;
   }
 
@@ -325,6 +437,7 @@ export class TransformerModel {
       tfreq: new ort.Tensor('float32', this.#timesteps(t, B), [B, 256]),
     };
     let cross: Record<string, OrtTensor>[] | null = null;
+    let nativeCross: CrossKv[] | null = null;
     if (c.family === 'dit') {
       const labels = (cond as DitCondition).classLabels;
       if (!labels || labels.length !== B) throw new ShapeMismatchError(`Expected ${B} class labels (one per batch row) but received ${describeValue(labels)}`);
@@ -334,6 +447,7 @@ export class TransformerModel {
     } else {
       const prepared = await this.#prepareCaption(cond as PixartCondition, B);
       cross = prepared.value;
+      nativeCross = prepared.native;
       if (trace) {
         trace('y_proj', asTensor(prepared.proj));
         prepared.value.forEach((v, i) => {
@@ -352,7 +466,7 @@ export class TransformerModel {
       for (const name of ['tokens', 't_emb', 'y_emb', 'c', 't_mod', 'final_mod']) if (out[name]) trace(name, asTensor(out[name]!));
       for (let i = 0; i < c.depth; i++) trace(`mod.${i}`, asTensor(out[`mod_${i}`]!));
     }
-    return { tokens: out.tokens!, mods: this.#blocks.map((_, i) => out[`mod_${i}`]!), finalMod: out.final_mod!, cross };
+    return { tokens: out.tokens!, mods: Array.from({ length: c.depth }, (_, i) => out[`mod_${i}`]!), finalMod: out.final_mod!, cross, nativeCross };
   }
 
   /**
@@ -428,15 +542,19 @@ export class TransformerModel {
     for (let b = from; b < to; b++) {
       throwIfAborted(options.signal, 'The forward pass');
       options.onHidden?.(b, asTensor(h));
-      const sessions = this.#blocks[b]!;
       const mod = emb.mods[b]!;
+      if (this.#native) {
+        h = await this.#nativeBlock(b, h, mod, emb, { B, L, half, condStart, trace }, attend, (ms) => (ortMs += ms));
+        continue;
+      }
+      const sessions = this.#blocks[b]!;
       const hooks: AttentionHooks = {
         qkv: async (rowSel) => {
           const d0 = performance.now();
           const subset = rowSel === 'conditional';
           if (subset && B % 2 !== 0) throw new ShapeMismatchError(`Expected an even batch for a CFG batch but received batch ${B}`);
           const R = subset ? half : B;
-          const qkv = await sessions.pre.run({ x: subset ? rowsOf(ort, h, condStart, condStart + half) : h, mod: subset ? rowsOf(ort, mod, condStart, condStart + half) : mod });
+          const qkv = await sessions.pre.run({ ...sessions.feeds?.pre, x: subset ? rowsOf(ort, h, condStart, condStart + half) : h, mod: subset ? rowsOf(ort, mod, condStart, condStart + half) : mod });
           const shape = [R, L, heads, D];
           const out = { q: asTensor(qkv.q!, shape), k: asTensor(qkv.k!, shape), v: asTensor(qkv.v!, shape) };
           if (trace) {
@@ -450,7 +568,7 @@ export class TransformerModel {
           const d0 = performance.now();
           const R = rowSel === 'conditional' ? half : B;
           trace?.(`block.${b}.attn_core`, attention);
-          const y = (await sessions.out.run({ a: new ort.Tensor('float32', attention.data, [R, L, C]) })).y!;
+          const y = (await sessions.out.run({ ...sessions.feeds?.out, a: new ort.Tensor('float32', attention.data, [R, L, C]) })).y!;
           ortMs += performance.now() - d0;
           return asTensor(y, [R, L, C]);
         },
@@ -458,7 +576,7 @@ export class TransformerModel {
       const projectedTensor = await attend(b, hooks);
       const projected = new ort.Tensor('float32', projectedTensor.data, [B, L, C]);
       trace?.(`block.${b}.attn_out`, projectedTensor);
-      const feeds: Record<string, OrtTensor> = { x: h, attn: projected, mod, ...(emb.cross?.[b] ?? {}) };
+      const feeds: Record<string, OrtTensor> = { ...sessions.feeds?.post, x: h, attn: projected, mod, ...(emb.cross?.[b] ?? {}) };
       const p0 = performance.now();
       const post = await sessions.post.run(feeds);
       ortMs += performance.now() - p0;
@@ -468,6 +586,56 @@ export class TransformerModel {
     }
     if (to === c.depth) options.onHidden?.(c.depth, asTensor(h));
     return makeState({ ...state, block: to, ortMs: state.ortMs + ortMs }, emb, h);
+  }
+
+  /** One block on the native engine: the same hooks and traces as the onnxruntime graphs, on the kernel backend's dense kernels. */
+  async #nativeBlock(
+    b: number,
+    h: OrtTensor,
+    mod: OrtTensor,
+    emb: Embedded,
+    at: { B: number; L: number; half: number; condStart: number; trace: ForwardOptions['trace'] },
+    attend: Attend,
+    addDense: (ms: number) => void,
+  ): Promise<OrtTensor> {
+    const native = this.#native!;
+    const { B, L, half, condStart, trace } = at;
+    const C = this.config.hiddenSize;
+    const heads = this.numHeads;
+    const D = this.headDim;
+    const x = asTensor(h);
+    const m = asTensor(mod);
+    const hooks: AttentionHooks = {
+      qkv: async (rowSel) => {
+        const d0 = performance.now();
+        const subset = rowSel === 'conditional';
+        if (subset && B % 2 !== 0) throw new ShapeMismatchError(`Expected an even batch for a CFG batch but received batch ${B}`);
+        const R = subset ? half : B;
+        const xs = subset ? rowsOfTensor(x, condStart, condStart + half) : x;
+        const ms = subset ? rowsOfTensor(m, condStart, condStart + half) : m;
+        const [q, k, v] = await native.qkv(b, xs, ms, L, trace);
+        const shape = [R, L, heads, D];
+        const out = { q: tensor(q.data, shape), k: tensor(k.data, shape), v: tensor(v.data, shape) };
+        if (trace) for (const n of ['q', 'k', 'v'] as const) trace(`block.${b}.${n}`, out[n]);
+        addDense(performance.now() - d0);
+        return out;
+      },
+      project: async (attention, rowSel) => {
+        const d0 = performance.now();
+        const R = rowSel === 'conditional' ? half : B;
+        trace?.(`block.${b}.attn_core`, attention);
+        const y = await native.project(b, tensor(attention.data, [R, L, C]));
+        addDense(performance.now() - d0);
+        return tensor(y.data, [R, L, C]);
+      },
+    };
+    const projected = await attend(b, hooks);
+    trace?.(`block.${b}.attn_out`, projected);
+    const p0 = performance.now();
+    const out = await native.post(b, x, tensor(projected.data, [B, L, C]), m, L, emb.nativeCross?.[b] ?? null, trace);
+    addDense(performance.now() - p0);
+    trace?.(`block.${b}.out`, out);
+    return new this.#ort.Tensor('float32', out.data, [B, L, C]);
   }
 
   /**
@@ -546,8 +714,9 @@ export class TransformerModel {
     if (this.#disposed) return;
     this.#disposed = true;
     this.#captionCache = null;
-    const all = [this.#embed, this.#final, ...(this.#caption ? [this.#caption] : []), ...this.#blocks.flatMap((b) => [b.pre, b.out, b.post])];
-    await Promise.all(all.map((s) => s.release()));
+    this.#native?.release();
+    const all = new Set([this.#embed, this.#final, ...(this.#caption ? [this.#caption] : []), ...this.#blocks.flatMap((b) => [b.pre, b.out, b.post])]);
+    await Promise.all([...all].map((s) => s.release()));
   }
 }
 
@@ -555,6 +724,12 @@ let defaults: StrategyLookup | undefined;
 function defaultStrategies(): StrategyLookup {
   defaults ??= strategySet([fullStrategy()]);
   return defaults;
+}
+
+/** A view (no copy) of rows `[start, end)` of a batch-first tensor. */
+function rowsOfTensor(t: Tensor, start: number, end: number): Tensor {
+  const row = t.shape.slice(1).reduce((a, b) => a * b, 1);
+  return tensor(t.data.subarray(start * row, end * row), [end - start, ...t.shape.slice(1)]);
 }
 
 /** A view (no copy) of rows `[start, end)` of a batch-first ORT tensor. */

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { GraphBuilder } from './graph.js';
-import { chunkLast, geluTanh, layerNorm, linear, modulate, plainAttention, silu } from './layers.js';
+import { chunkLast, geluTanh, layerNorm, linear, linearFeeds, linearFromInputs, modulate, plainAttention, silu } from './layers.js';
 import { createSession, floatTensor, loadOrt } from './session.js';
 
 function rand(n: number, seed: number): Float32Array {
@@ -43,6 +43,25 @@ describe('GraphBuilder + onnxruntime', () => {
       }
     }
     await session.release();
+  });
+
+  it('takes a linear layer\'s weights as inputs (one session for every block) with the same result, under every session option', async () => {
+    const C = 6, O = 7;
+    const lw = { weight: rand(O * C, 5), bias: rand(O, 6), inFeatures: C, outFeatures: O };
+    const fixed = new GraphBuilder('fixed');
+    fixed.output(linear(fixed, fixed.input('x', 'float32', ['N', C]), lw, 'fc'), 'y');
+    const shared = new GraphBuilder('shared');
+    shared.output(linearFromInputs(shared, shared.input('x', 'float32', ['N', C]), 'fc', C, O, true), 'y');
+    const ort = await loadOrt();
+    const a = await createSession(fixed.toModel(), { threads: 1, spinning: false, memArena: false, memPattern: false });
+    const b = await createSession(shared.toModel(), { threads: 1, configEntries: { 'session.intra_op.allow_spinning': '0' } });
+    const x = floatTensor(ort, rand(3 * C, 7), [3, C]);
+    const feeds = Object.fromEntries(Object.entries(linearFeeds(lw, 'fc')).map(([k, v]) => [k, floatTensor(ort, v.data, v.dims)]));
+    const ya = (await a.run({ x })).y!.data as Float32Array;
+    const yb = (await b.run({ ...feeds, x })).y!.data as Float32Array;
+    expect(Array.from(yb)).toEqual(Array.from(ya));
+    await a.release();
+    await b.release();
   });
 
   it('computes masked multi-head attention with plain ops', async () => {

@@ -33,7 +33,7 @@ interface NodeSpec {
   readonly domain: string;
 }
 
-const ELEMENT_BYTES: Record<OnnxElementType, number> = { float32: 4, uint8: 1, int8: 1, int32: 4, int64: 8, bool: 1, float16: 2, float64: 8 };
+const ELEMENT_BYTES: Record<OnnxElementType, number> = { float32: 4, uint8: 1, int8: 1, int32: 4, int64: 8, bool: 1, float16: 2, float64: 8, bfloat16: 2 };
 
 export interface ModelOptions {
   /** Default opset of the `ai.onnx` domain (default 20: LayerNormalization-17, Gelu-20 with tanh). */

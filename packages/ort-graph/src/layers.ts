@@ -36,6 +36,26 @@ export function linear(g: GraphBuilder, x: string, w: LinearWeights, prefix: str
   return g.op('Add', [y, b]);
 }
 
+/**
+ * `x · W + b` with `W` (`[in, out]`, already transposed) and `b` as graph inputs named `${prefix}.weight`
+ * and `${prefix}.bias`: one graph (and one session) then serves every block that has this shape, fed
+ * with each block's weights ({@link linearFeeds}).
+ */
+export function linearFromInputs(g: GraphBuilder, x: string, prefix: string, inFeatures: number, outFeatures: number, bias: boolean): string {
+  const w = g.input(`${prefix}.weight`, 'float32', [inFeatures, outFeatures]);
+  const y = g.op('MatMul', [x, w]);
+  return bias ? g.op('Add', [y, g.input(`${prefix}.bias`, 'float32', [outFeatures])]) : y;
+}
+
+/** The weights of {@link linearFromInputs} for one layer: `${prefix}.weight` transposed to `[in, out]`, `${prefix}.bias`. */
+export function linearFeeds(w: LinearWeights, prefix: string): Record<string, { data: Float32Array; dims: readonly number[] }> {
+  const out: Record<string, { data: Float32Array; dims: readonly number[] }> = {
+    [`${prefix}.weight`]: { data: transpose2d(w.weight, w.outFeatures, w.inFeatures), dims: [w.inFeatures, w.outFeatures] },
+  };
+  if (w.bias) out[`${prefix}.bias`] = { data: w.bias, dims: [w.outFeatures] };
+  return out;
+}
+
 /** LayerNorm over the last axis without affine parameters (`elementwise_affine=False`). */
 export function layerNorm(g: GraphBuilder, x: string, channels: number, eps: number): string {
   const ones = g.constF(new Float32Array(channels).fill(1), [channels], 'ln_one');

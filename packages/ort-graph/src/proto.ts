@@ -107,6 +107,7 @@ export const OnnxDataType = {
   bool: 9,
   float16: 10,
   float64: 11,
+  bfloat16: 16,
 } as const;
 export type OnnxElementType = keyof typeof OnnxDataType;
 

@@ -46,6 +46,14 @@ export interface SessionOptions {
   readonly threads?: number;
   /** Graph optimisation level (default `'all'`). */
   readonly optimization?: 'disabled' | 'basic' | 'extended' | 'all';
+  /** Intra-op threads spin while waiting for work (onnxruntime's default: true). */
+  readonly spinning?: boolean;
+  /** Per-session CPU memory arena (onnxruntime's default: true). */
+  readonly memArena?: boolean;
+  /** Memory pattern planning (onnxruntime's default: true). */
+  readonly memPattern?: boolean;
+  /** Extra session config entries (`session.…` keys of onnxruntime's `onnxruntime_session_options_config_keys.h`). */
+  readonly configEntries?: Readonly<Record<string, string>>;
 }
 
 /** Creates a CPU session from model bytes. */
@@ -58,10 +66,28 @@ export async function createSession(model: Uint8Array, options: SessionOptions =
       intraOpNumThreads: options.threads ?? 0,
       interOpNumThreads: 1,
       executionMode: 'sequential',
+      ...(options.memArena === undefined ? {} : { enableCpuMemArena: options.memArena }),
+      ...(options.memPattern === undefined ? {} : { enableMemPattern: options.memPattern }),
+      extra: flatExtra({
+        ...(options.spinning === undefined ? {} : { 'session.intra_op.allow_spinning': options.spinning ? '1' : '0', 'session.inter_op.allow_spinning': options.spinning ? '1' : '0' }),
+        ...options.configEntries,
+      }),
     });
   } catch (cause) {
     throw new OrtSessionError('create a session', cause);
   }
+}
+
+/** onnxruntime-node joins nested `extra` keys with dots; a flat key with dots is nested here the same way. */
+function flatExtra(entries: Readonly<Record<string, string>>): Record<string, unknown> {
+  const root: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(entries)) {
+    const parts = key.split('.');
+    let node = root;
+    for (const p of parts.slice(0, -1)) node = (node[p] ??= {}) as Record<string, unknown>;
+    node[parts[parts.length - 1]!] = value;
+  }
+  return root;
 }
 
 /** A float32 ORT tensor over `data` (no copy). */

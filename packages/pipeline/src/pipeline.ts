@@ -1,13 +1,13 @@
 import {
   type AttentionLayer,
   type AttentionStrategy,
-  BackendUnavailableError,
   type CacheEvent,
   CacheManager,
   type CacheStats,
   type CalibrationTarget,
   type CfgLayout,
   type ComputeDtype,
+  ErrorCode,
   InvalidArgumentError,
   type KernelBackend,
   type PlanDocument,
@@ -24,12 +24,13 @@ import {
   concatBatch,
   createReferenceBackend,
   defineLayers,
+  describeFailures,
   describeValue,
   expectFinite,
   expectInteger,
   fullStrategy,
   planView,
-  resolveBackend,
+  resolveBackendDetailed,
   strategyRegistry,
   strategySet,
   tensor,
@@ -48,7 +49,16 @@ import { PipelineDisposedError } from './errors.js';
 export type PipelineEvent =
   | StrategyEvent
   | CacheEvent
-  | { readonly type: 'backend'; readonly name: string; readonly fallbackReason?: string }
+  | {
+      readonly type: 'backend';
+      /** The kernel backend the pipeline runs on. */
+      readonly name: string;
+      /**
+       * Why a backend the registry ranks higher was not used (one line per backend passed over, with its
+       * cause and remedy), or why there is no registered backend at all. Absent when the first choice worked.
+       */
+      readonly fallbackReason?: string;
+    }
   | {
       readonly type: 'step';
       /** Steps done (1-based). */
@@ -176,18 +186,24 @@ export class Pipeline<Cond = unknown, State = unknown, Options = unknown> {
     return this.#strategies;
   }
 
-  /** The kernel backend (resolved once). */
+  /**
+   * The kernel backend (resolved once): the option's, else the registry's highest-priority backend that
+   * can be created, else core's reference backend. The `backend` event names it and, when it is not the
+   * registry's first choice (a native addon that did not build, say), carries the reason.
+   */
   backend(): Promise<KernelBackend> {
     this.#backend ??= (async () => {
       if (this.#options.backend) return this.#options.backend;
       try {
-        const b = await resolveBackend();
-        this.#options.onEvent?.({ type: 'backend', name: b.name });
-        return b;
+        const { backend, failures } = await resolveBackendDetailed();
+        const fallbackReason = failures.length === 0 ? undefined : `Using the "${backend.name}" kernel backend because:\n${describeFailures(failures)}`;
+        this.#options.onEvent?.({ type: 'backend', name: backend.name, ...(fallbackReason ? { fallbackReason } : {}) });
+        return backend;
       } catch (error) {
-        if (!(error instanceof BackendUnavailableError)) throw error;
+        // By code, not class: the registry may belong to another copy of @ditfa/core.
+        if ((error as { code?: unknown })?.code !== ErrorCode.BackendUnavailable) throw error;
         const b = createReferenceBackend();
-        this.#options.onEvent?.({ type: 'backend', name: b.name, fallbackReason: error.message });
+        this.#options.onEvent?.({ type: 'backend', name: b.name, fallbackReason: (error as Error).message });
         return b;
       }
     })();

@@ -1,13 +1,13 @@
-import { existsSync } from 'node:fs';
 import * as path from 'node:path';
 import { psnr, type PlanDocument } from '@ditfa/core';
 import type { GenerateOptions, GenerateResult, Pipeline } from '@ditfa/models-dit';
-import { Judge, type Scores } from '@ditfa/quality';
+import { createJudges, findJudges, scoreAll, type Judge, type JudgeFiles, type Scores } from '@ditfa/quality';
 import { readPlan } from '../io.js';
 import type { Output } from '../output.js';
 import type { Progress } from '../progress.js';
 import { bundledModelsRoot, openPipeline, planWindows } from '../session.js';
 import { buildRequest } from './generate.js';
+import { benchOpenSora, isOpenSoraModel } from './opensora.js';
 
 export interface RunMeasure {
   readonly seconds: number;
@@ -19,7 +19,8 @@ export interface RunMeasure {
   /** (step, layer) calls that fell back from the planned method (a cache budget refused, say). */
   readonly fallbacks: number;
   readonly psnrVsRaw: number | null;
-  readonly quality: Scores | null;
+  /** One entry per judge (J1, J2 for the bundled model), empty when no judge applies. */
+  readonly quality: readonly Scores[];
 }
 
 /** Classes 0, 1, … (at most 10 of them, and no more than the samples), repeated to fill the batch. */
@@ -28,15 +29,18 @@ export function defaultClasses(pipe: Pipeline, samples: number): number[] {
   return c.family === 'dit' ? Array.from({ length: Math.min(c.numClasses, 10, samples) }, (_, i) => i) : [];
 }
 
-/** The classifier that judges samples of a model: `<model>/../fashion-classifier.onnx` or the bundled one. */
-export function findJudgeFiles(modelDir: string): { classifier: string; stats: string } | null {
+/**
+ * The classifiers that judge samples of a model (J1, J2): each from the folder above the model
+ * (`<model>/../fashion-classifier.onnx`, `<model>/../fashion-judge2.onnx`) or else the bundled models folder.
+ */
+export function findJudgeFiles(modelDir: string): JudgeFiles[] {
   const bundled = bundledModelsRoot();
-  for (const dir of [path.dirname(path.resolve(modelDir)), ...(bundled === null ? [] : [bundled])]) {
-    const classifier = path.join(dir, 'fashion-classifier.onnx');
-    const stats = path.join(dir, 'fashion-classifier-stats.safetensors');
-    if (existsSync(classifier) && existsSync(stats)) return { classifier, stats };
-  }
-  return null;
+  return findJudges([path.dirname(path.resolve(modelDir)), ...(bundled === null ? [] : [bundled])]);
+}
+
+/** The judges that apply to a pipeline's samples, opened (none when no judge applies). */
+export async function openJudges(pipe: Pipeline, modelDir: string): Promise<Judge[]> {
+  return judgeApplies(pipe) ? createJudges(findJudgeFiles(modelDir)) : [];
 }
 
 /** Whether a judge trained on the model's data applies: a pixel-space 1×32×32 model with 10 classes. */
@@ -46,14 +50,14 @@ export function judgeApplies(pipe: Pipeline): boolean {
 }
 
 /** Runs one generation and measures it against the raw one. */
-export async function measure(pipe: Pipeline, request: GenerateOptions, plan: PlanDocument | null, raw: GenerateResult | null, judge: Judge | null, progress: Progress, label: string): Promise<{ result: GenerateResult; measure: RunMeasure }> {
+export async function measure(pipe: Pipeline, request: GenerateOptions, plan: PlanDocument | null, raw: GenerateResult | null, judges: readonly Judge[], progress: Progress, label: string): Promise<{ result: GenerateResult; measure: RunMeasure }> {
   progress.start(request.steps, label);
   const t0 = performance.now();
   const result = await pipe.generate({ ...request, ...(plan ? { plan } : {}), onProgress: (e) => progress.update(e.step) });
   const seconds = (performance.now() - t0) / 1000;
   progress.stop();
   const labels = 'classLabels' in request ? request.classLabels : null;
-  const quality = judge && labels && result.images ? await judge.score(result.images, labels) : null;
+  const quality = labels && result.images ? await scoreAll(judges, result.images, labels) : [];
   const a = raw?.images ?? raw?.latents;
   const b = result.images ?? result.latents;
   return {
@@ -78,6 +82,12 @@ export interface BenchOptions {
   readonly seed: number;
   readonly batch: number;
   readonly threads?: number;
+  /** Open-Sora: the captions and the pixel size. */
+  readonly captionEmbeddings?: string;
+  readonly frames?: number;
+  readonly height?: number;
+  readonly width?: number;
+  readonly fps?: number;
 }
 
 const fmt = (m: RunMeasure): string =>
@@ -85,15 +95,18 @@ const fmt = (m: RunMeasure): string =>
   `cache peak ${(m.cacheBytesPeak / 2 ** 20).toFixed(2)} MiB` +
   (m.fallbacks > 0 ? `, ${m.fallbacks} fallbacks from the plan` : '') +
   (m.psnrVsRaw !== null ? `, PSNR vs raw ${Number.isFinite(m.psnrVsRaw) ? m.psnrVsRaw.toFixed(2) : '∞'} dB` : '') +
-  (m.quality ? `, accuracy ${(100 * m.quality.accuracy).toFixed(1)} %, Fréchet ${m.quality.frechet.toFixed(3)}` : '');
+  (m.quality.length > 0
+    ? `, accuracy ${m.quality.map((q) => `${q.judge} ${(100 * q.accuracy).toFixed(1)} %`).join(' / ')}, Fréchet ${m.quality.map((q) => `${q.judge} ${q.frechet.toFixed(3)}`).join(' / ')}`
+    : '');
 
 /** `ditfa bench`: the same seeds raw and under a plan, measured in one run. */
 export async function bench(o: BenchOptions, out: Output, progress: Progress): Promise<void> {
+  if (isOpenSoraModel(o.model)) return benchOpenSora(o, out, progress);
   const plan = await readPlan(o.plan);
-  const pipe = await openPipeline(o.model, { ...(o.threads ? { threads: o.threads } : {}), window: planWindows(plan) });
-  const judgeFiles = judgeApplies(pipe) ? findJudgeFiles(o.model) : null;
-  const judge = judgeFiles ? await Judge.create(judgeFiles) : null;
+  const pipe = await openPipeline(o.model, { ...(o.threads ? { threads: o.threads } : {}), window: planWindows(plan), warn: out.warn });
+  let judges: Judge[] = [];
   try {
+    judges = await openJudges(pipe, o.model);
     const fp = plan.fingerprint;
     const request = buildRequest(pipe, {
       class: o.class ?? defaultClasses(pipe, o.batch),
@@ -105,8 +118,8 @@ export async function bench(o: BenchOptions, out: Output, progress: Progress): P
     });
     // warm-up (sessions, kernels) so neither timed run pays it
     await pipe.generate({ ...request, steps: 2 });
-    const raw = await measure(pipe, request, null, null, judge, progress, 'raw');
-    const planned = await measure(pipe, request, plan, raw.result, judge, progress, 'plan');
+    const raw = await measure(pipe, request, null, null, judges, progress, 'raw');
+    const planned = await measure(pipe, request, plan, raw.result, judges, progress, 'plan');
     const speedup = raw.measure.seconds / planned.measure.seconds;
     out.result(
       { model: o.model, plan: o.plan, samples: raw.result.latents.shape[0], steps: fp.steps, raw: raw.measure, planned: planned.measure, speedup, attentionSpeedup: raw.measure.attentionSeconds / planned.measure.attentionSeconds },
@@ -114,7 +127,7 @@ export async function bench(o: BenchOptions, out: Output, progress: Progress): P
     );
   } finally {
     progress.stop();
-    await judge?.dispose();
+    await Promise.all(judges.map((j) => j.dispose()));
     await pipe.dispose();
   }
 }

@@ -6,6 +6,7 @@ import { UsageError } from '../errors.js';
 import type { Output } from '../output.js';
 import type { Progress } from '../progress.js';
 import { openPipeline, samplerKind } from '../session.js';
+import { calibrateOpenSora, isOpenSoraModel } from './opensora.js';
 
 export interface CalibrateOptions {
   readonly model: string;
@@ -19,6 +20,14 @@ export interface CalibrateOptions {
   readonly threads?: number;
   readonly out: string;
   readonly mode?: 'prefix' | 'naive';
+  /** Open-Sora: the calibration captions (the file's batch) and the pixel size. */
+  readonly captionEmbeddings?: string;
+  readonly frames?: number;
+  readonly height?: number;
+  readonly width?: number;
+  readonly fps?: number;
+  /** Options left at their defaults (an Open-Sora model then samples as its official inference). */
+  readonly defaulted?: readonly string[];
 }
 
 /** Class labels of the calibration batch: drawn from the seed, like the reference code's random labels. */
@@ -29,8 +38,9 @@ export function calibrationLabels(n: number, classes: number, seed: number): num
 
 /** Runs the plan search on a model directory and returns the plan (also written to `options.out`). */
 export async function calibrate(options: CalibrateOptions, out: Output, progress: Progress, signal?: AbortSignal): Promise<PlanDocument> {
+  if (isOpenSoraModel(options.model)) return calibrateOpenSora(options, out, progress, signal);
   const threshold = resolveThreshold(options.threshold);
-  const pipe = await openPipeline(options.model, { ...(options.threads ? { threads: options.threads } : {}), ...(options.window === undefined ? {} : { window: options.window }) });
+  const pipe = await openPipeline(options.model, { ...(options.threads ? { threads: options.threads } : {}), ...(options.window === undefined ? {} : { window: options.window }), warn: out.warn });
   try {
     const config = pipe.model.config;
     if (config.family !== 'dit') {

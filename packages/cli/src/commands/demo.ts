@@ -4,12 +4,12 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { diffFingerprints, parsePlan, type PlanDocument, type PlanFingerprint } from '@ditfa/core';
 import { THRESHOLDS, planHeatmapPng, type ThresholdName } from '@ditfa/planner';
-import { Judge } from '@ditfa/quality';
+import type { Judge } from '@ditfa/quality';
 import type { Output } from '../output.js';
 import type { Progress } from '../progress.js';
 import { openPipeline, bundledModelDir } from '../session.js';
 import { calibrate } from './calibrate.js';
-import { defaultClasses, findJudgeFiles, judgeApplies, measure, type RunMeasure } from './bench.js';
+import { defaultClasses, measure, openJudges, type RunMeasure } from './bench.js';
 import { buildRequest, writeGrid } from './generate.js';
 
 export interface DemoOptions {
@@ -45,25 +45,27 @@ export async function demo(o: DemoOptions, out: Output, progress: Progress): Pro
   const modelDir = o.model ?? bundledModelDir();
   await mkdir(path.join(o.out, 'plans'), { recursive: true });
   const started = performance.now();
-  const pipe = await openPipeline(modelDir, o.threads ? { threads: o.threads } : {});
-  const judgeFiles = judgeApplies(pipe) ? findJudgeFiles(modelDir) : null;
-  const judge = judgeFiles ? await Judge.create(judgeFiles) : null;
+  const pipe = await openPipeline(modelDir, { ...(o.threads ? { threads: o.threads } : {}), warn: out.warn });
   const rows: Row[] = [];
   let backendName = 'unknown';
+  let judges: Judge[] = [];
+  let judgeNames: string[] = [];
   try {
+    judges = await openJudges(pipe, modelDir);
+    judgeNames = judges.map((j) => j.name);
     backendName = (await pipe.backend()).name;
     const request = buildRequest(pipe, { class: defaultClasses(pipe, o.samples), seed: o.seed, steps: o.steps, guidance: o.guidance, batch: o.samples, sampler: 'dpm++' });
     const expected = pipe.fingerprint({ steps: o.steps, guidanceScale: o.guidance, sampler: 'dpmpp-2m' });
     out.note(`model ${modelDir}: ${pipe.model.architecture}, backend ${backendName}`);
     await pipe.generate({ ...request, steps: 2 }); // warm-up
 
-    const raw = await measure(pipe, request, null, null, judge, progress, 'raw');
+    const raw = await measure(pipe, request, null, null, judges, progress, 'raw');
     await writeGrid(raw.result, path.join(o.out, 'raw.png'));
     rows.push({ level: 'raw', delta: null, planSource: null, measure: raw.measure, grid: 'raw.png', heatmap: null });
 
     for (const level of o.levels) {
       const { plan, source } = await planFor(level, modelDir, o, expected, out, progress);
-      const run = await measure(pipe, request, plan, raw.result, judge, progress, level);
+      const run = await measure(pipe, request, plan, raw.result, judges, progress, level);
       const grid = `${level}.png`;
       await writeGrid(run.result, path.join(o.out, grid));
       const heatmap = `${level}-plan.png`;
@@ -72,14 +74,14 @@ export async function demo(o: DemoOptions, out: Output, progress: Progress): Pro
     }
   } finally {
     progress.stop();
-    await judge?.dispose();
+    await Promise.all(judges.map((j) => j.dispose()));
     await pipe.dispose();
   }
   const machine = { cpu: os.cpus()[0]?.model ?? 'unknown', cores: os.cpus().length, node: process.version, backend: backendName };
-  const report = { model: modelDir, steps: o.steps, samples: o.samples, seed: o.seed, guidance: o.guidance, machine, seconds: (performance.now() - started) / 1000, rows };
+  const report = { model: modelDir, steps: o.steps, samples: o.samples, seed: o.seed, guidance: o.guidance, machine, judges: judgeNames, seconds: (performance.now() - started) / 1000, rows };
   await writeFile(path.join(o.out, 'report.json'), `${JSON.stringify(report, null, 2)}\n`);
-  await writeFile(path.join(o.out, 'report.md'), markdown(report, rows, judge !== null));
-  out.result(report, () => `${markdown(report, rows, judge !== null)}\nreport: ${path.join(o.out, 'report.md')} (and report.json, sample grids, plan heatmaps in ${o.out})\n`);
+  await writeFile(path.join(o.out, 'report.md'), markdown(report, rows, judgeNames));
+  out.result(report, () => `${markdown(report, rows, judgeNames)}\nreport: ${path.join(o.out, 'report.md')} (and report.json, sample grids, plan heatmaps in ${o.out})\n`);
 }
 
 async function planFor(
@@ -105,15 +107,17 @@ async function planFor(
   const file = candidates[0]![0];
   const plan = await calibrate(
     { model: modelDir, threshold: level, steps: o.steps, sampler: 'dpm++', guidance: o.guidance, calib: o.calib, seed: 3, out: file, ...(o.threads ? { threads: o.threads } : {}) },
-    { json: true, result() {}, note: (l) => out.note(l) },
+    { json: true, result() {}, note: (l) => out.note(l), warn: (t) => out.warn(t) },
     progress,
   );
   return { plan, source: 'calibrated' };
 }
 
-function markdown(report: { model: string; steps: number; samples: number; seed: number; guidance: number; machine: Record<string, unknown>; seconds: number }, rows: Row[], judged: boolean): string {
+function markdown(report: { model: string; steps: number; samples: number; seed: number; guidance: number; machine: Record<string, unknown>; seconds: number }, rows: Row[], judges: readonly string[]): string {
   const raw = rows[0]!.measure;
-  const head = ['level', 'δ', 'attention FLOPs', 'latency (s)', 'attention (s)', 'speed-up', ...(judged ? ['accuracy', 'Fréchet'] : []), 'PSNR vs raw (dB)', 'plan'];
+  const judged = judges.length > 0;
+  const names = judges.join(' / ');
+  const head = ['level', 'δ', 'attention FLOPs', 'latency (s)', 'attention (s)', 'speed-up', ...(judged ? [`accuracy (${names})`, `Fréchet (${names})`] : []), 'PSNR vs raw (dB)', 'plan'];
   const lines = rows.map((r) => {
     const m = r.measure;
     const cells = [
@@ -123,7 +127,12 @@ function markdown(report: { model: string; steps: number; samples: number; seed:
       m.seconds.toFixed(2),
       m.attentionSeconds.toFixed(2),
       `${(raw.seconds / m.seconds).toFixed(2)}×`,
-      ...(judged ? [m.quality ? pct(m.quality.accuracy) : '—', m.quality ? m.quality.frechet.toFixed(3) : '—'] : []),
+      ...(judged
+        ? [
+            judges.map((j) => m.quality.find((q) => q.judge === j)).map((q) => (q ? pct(q.accuracy) : '—')).join(' / '),
+            judges.map((j) => m.quality.find((q) => q.judge === j)).map((q) => (q ? q.frechet.toFixed(3) : '—')).join(' / '),
+          ]
+        : []),
       m.psnrVsRaw === null ? '—' : Number.isFinite(m.psnrVsRaw) ? m.psnrVsRaw.toFixed(2) : '∞',
       r.planSource ?? '—',
     ];
@@ -141,7 +150,10 @@ function markdown(report: { model: string; steps: number; samples: number; seed:
     'Attention FLOPs count what ran: the plan\'s methods, or the method a strategy fell back to.' +
       (rows.some((r) => r.measure.fallbacks > 0) ? ` Fallbacks: ${rows.filter((r) => r.measure.fallbacks > 0).map((r) => `${r.level} ${r.measure.fallbacks}`).join(', ')}.` : ' No strategy fell back.'),
     'Sample grids: raw.png and D*.png; plan heatmaps (attention layer × step, Figure 5 style): D*-plan.png.',
-    judged ? 'Accuracy: the bundled classifier\'s class agreement with the requested class; Fréchet: distance in its penultimate features to the test set.' : 'No classifier applies to this model, so no accuracy or Fréchet distance.',
+    judged
+      ? `Accuracy: how often each judge (${names}) assigns a sample to its requested class; Fréchet: distance in the judge's penultimate features to the real test set. ` +
+        'J1 is a small CNN (tools/train_classifier.py), J2 an independent ResNet trained with generation-like artefacts (tools/train_judge2.py); where they disagree, one of them is lenient.'
+      : 'No classifier applies to this model, so no accuracy or Fréchet distance.',
     '',
   ].join('\n');
 }

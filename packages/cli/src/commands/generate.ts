@@ -8,6 +8,7 @@ import { readPlan } from '../io.js';
 import type { Output } from '../output.js';
 import type { Progress } from '../progress.js';
 import { openPipeline, planWindows, samplerKind } from '../session.js';
+import { generateOpenSora, isOpenSoraModel } from './opensora.js';
 
 export interface GenerateCliOptions {
   readonly model: string;
@@ -22,6 +23,14 @@ export interface GenerateCliOptions {
   readonly sampler: string;
   readonly threads?: number;
   readonly out: string;
+  /** Open-Sora: pixel frames, height, width, fps, and an animated PNG of the frames. */
+  readonly frames?: number;
+  readonly height?: number;
+  readonly width?: number;
+  readonly fps?: number;
+  readonly animation?: string;
+  /** Options left at their defaults (an Open-Sora model then samples as its official inference). */
+  readonly defaulted?: readonly string[];
 }
 
 /** Builds the generate() request of a DiT (class labels) or PixArt (caption embeddings file) model. */
@@ -60,8 +69,10 @@ export async function writeGrid(result: GenerateResult, file: string, columns?: 
 }
 
 export async function generate(o: GenerateCliOptions, out: Output, progress: Progress, signal?: AbortSignal): Promise<void> {
+  if (isOpenSoraModel(o.model)) return generateOpenSora(o, out, progress, signal);
   const plan = o.plan ? await readPlan(o.plan) : undefined;
   const pipe = await openPipeline(o.model, {
+    warn: out.warn,
     ...(o.threads ? { threads: o.threads } : {}),
     ...(plan ? { window: planWindows(plan) } : {}),
     ...(o.vaeDecoder ? { vae: o.vaeDecoder } : {}),
