@@ -293,7 +293,7 @@ void execute(Call& c) {
       if (p) buffer_pool().give(p, n);
     }
   } kb, vb;
-  if (c.kernels->prepare != nullptr) {
+  if (c.kernels->prepare != nullptr && c.kernels->prep_bytes_k(a) > 0) {
     kb.n = c.kernels->prep_bytes_k(a);
     vb.n = c.kernels->prep_bytes_v(a);
     kb.p = buffer_pool().take(kb.n);
@@ -774,25 +774,32 @@ Napi::Value AllocFloat32(const Napi::CallbackInfo& info) {
   }
   const size_t bytes = static_cast<size_t>(length) * sizeof(float);
   if (bytes < (size_t{64} << 10)) return Napi::Float32Array::New(env, static_cast<size_t>(length));  // small: V8's own allocator
-  void* data = buffer_pool().take(bytes);
+  bool fresh = false;
+  void* data = buffer_pool().take(bytes, &fresh);
   if (data == nullptr) throw Napi::Error::New(env, "out of memory allocating an output buffer");
   napi_value ab;
+  // The garbage collector paces itself by the external memory it is told about. Only memory that the pool
+  // takes from the system (and gives back to it) is reported: a recycled block adds nothing to the
+  // process. Reporting every block made V8 run a full collection every ~60 ms (~9 ms each) in a
+  // denoising loop, whose outputs are all recycled.
   const napi_status st = napi_create_external_arraybuffer(
       env, data, bytes,
       [](napi_env e, void* d, void* hint) {
         const size_t n = reinterpret_cast<uintptr_t>(hint);
-        buffer_pool().give(d, n);
-        int64_t unused;
-        napi_adjust_external_memory(e, -static_cast<int64_t>(n), &unused);
+        if (buffer_pool().give(d, n)) {
+          int64_t unused;
+          napi_adjust_external_memory(e, -static_cast<int64_t>(BufferPool::rounded(n)), &unused);
+        }
       },
       reinterpret_cast<void*>(static_cast<uintptr_t>(bytes)), &ab);
   if (st != napi_ok) {
     buffer_pool().give(data, bytes);
     return Napi::Float32Array::New(env, static_cast<size_t>(length));
   }
-  // The garbage collector paces itself by the memory it knows about: tell it about this block.
-  int64_t unused;
-  napi_adjust_external_memory(env, static_cast<int64_t>(bytes), &unused);
+  if (fresh) {
+    int64_t unused;
+    napi_adjust_external_memory(env, static_cast<int64_t>(BufferPool::rounded(bytes)), &unused);
+  }
   return Napi::Float32Array::New(env, static_cast<size_t>(length), Napi::ArrayBuffer(env, ab), 0);
 }
 

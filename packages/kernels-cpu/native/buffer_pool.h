@@ -23,7 +23,9 @@ class BufferPool {
   static size_t rounded(size_t bytes) { return (bytes + kGranule - 1) / kGranule * kGranule; }
 
   // A block of at least `bytes` (rounded to the granule), 64-byte aligned; null when out of memory.
-  void* take(size_t bytes) {
+  // `fresh` (optional) tells whether it came from the system rather than the pool.
+  void* take(size_t bytes, bool* fresh = nullptr) {
+    if (fresh) *fresh = false;
     const size_t size = rounded(bytes == 0 ? 1 : bytes);
     {
       std::lock_guard<std::mutex> lock(mutex_);
@@ -39,6 +41,7 @@ class BufferPool {
       fresh_++;
       live_ += size;
     }
+    if (fresh) *fresh = true;
     void* p = std::aligned_alloc(64, size);
     if (p == nullptr) {
       std::lock_guard<std::mutex> lock(mutex_);
@@ -47,8 +50,8 @@ class BufferPool {
     return p;
   }
 
-  // Returns a block of `bytes` (as requested from take()).
-  void give(void* p, size_t bytes) {
+  // Returns a block of `bytes` (as requested from take()); true when it went back to the system.
+  bool give(void* p, size_t bytes) {
     const size_t size = rounded(bytes == 0 ? 1 : bytes);
     {
       std::lock_guard<std::mutex> lock(mutex_);
@@ -56,10 +59,11 @@ class BufferPool {
       if (idle_ + size <= limit_) {
         free_[size].push_back(p);
         idle_ += size;
-        return;
+        return false;
       }
     }
     std::free(p);
+    return true;
   }
 
   // Frees every idle block.

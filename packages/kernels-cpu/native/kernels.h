@@ -33,7 +33,7 @@ struct AttnArgs {
   float scale;
   Op op;
   WindowDesc win;
-  // bf16 kernels only: K and V converted once per call (see Bf16Prep), owned by the caller.
+  // K and V as prepared once per call (bf16 conversions, fp32 contiguous copies), or null: owned by the caller.
   const uint32_t* kb;
   const uint32_t* vb;
 };
@@ -44,7 +44,8 @@ struct KernelSet {
   const char* isa;
   int64_t (*tiles)(const AttnArgs&);
   void (*run_tile)(const AttnArgs&, int64_t b, int64_t h, int64_t tile);
-  // bf16 only (null otherwise): bytes of converted K and V for the whole call, and the conversion of (b, h).
+  // Copies of K and V made once per call (bf16: converted; fp32: contiguous rows for long sequences, none
+  // when prep_bytes_k returns 0): bytes for the whole call, and the copy of (b, h). Null: no copies.
   size_t (*prep_bytes_k)(const AttnArgs&);
   size_t (*prep_bytes_v)(const AttnArgs&);
   void (*prepare)(const AttnArgs&, uint32_t* kb, uint32_t* vb, int64_t b, int64_t h);

@@ -6,7 +6,7 @@
 namespace ditfa {
 
 const KernelSet* kernels_avx2() {
-  static const KernelSet set{"avx2", isa_avx2::tiles, isa_avx2::run_tile, nullptr, nullptr, nullptr, isa_avx2::fma_peak};
+  static const KernelSet set{"avx2", isa_avx2::tiles, isa_avx2::run_tile, isa_avx2::prep_bytes_k, isa_avx2::prep_bytes_v, isa_avx2::prepare, isa_avx2::fma_peak};
   return &set;
 }
 

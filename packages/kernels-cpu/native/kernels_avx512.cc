@@ -6,7 +6,7 @@
 namespace ditfa {
 
 const KernelSet* kernels_avx512() {
-  static const KernelSet set{"avx512", isa_avx512::tiles, isa_avx512::run_tile, nullptr, nullptr, nullptr, isa_avx512::fma_peak};
+  static const KernelSet set{"avx512", isa_avx512::tiles, isa_avx512::run_tile, isa_avx512::prep_bytes_k, isa_avx512::prep_bytes_v, isa_avx512::prepare, isa_avx512::fma_peak};
   return &set;
 }
 

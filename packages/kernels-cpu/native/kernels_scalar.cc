@@ -6,7 +6,7 @@
 namespace ditfa {
 
 const KernelSet* kernels_scalar() {
-  static const KernelSet set{"scalar", isa_scalar::tiles, isa_scalar::run_tile, nullptr, nullptr, nullptr, isa_scalar::fma_peak};
+  static const KernelSet set{"scalar", isa_scalar::tiles, isa_scalar::run_tile, isa_scalar::prep_bytes_k, isa_scalar::prep_bytes_v, isa_scalar::prepare, isa_scalar::fma_peak};
   return &set;
 }
 
