@@ -5,14 +5,12 @@ import {
   type PlanDocument,
   type PlanDocumentV1,
   PlanMismatchError,
-  type PlanView,
   type RowSelection,
   type Tensor,
   attentionFlops,
+  buildPlan,
   defineStrategy,
   layerAttentionFlops,
-  layerShape,
-  rawAttentionFlops,
   tensor,
   validatePlan,
   windowFlops,
@@ -43,24 +41,7 @@ const strategies = (): AttentionStrategy[] => [wars(), ast(), ...asc()];
  * planner fills them in (core's `layerAttentionFlops`, which knows which caches a call writes ahead).
  */
 function planOf(pipe: Pipeline, options: FingerprintOptions & Partial<GenerateOptions>, rows: number, method: (step: number, layer: number) => string): PlanDocument {
-  const fingerprint = pipe.fingerprint(options);
-  const layers = pipe.layers(options, rows);
-  const T = fingerprint.steps;
-  const grid = Array.from({ length: T }, (_, s) => layers.map((_, j) => method(s, j)));
-  const view: PlanView = { numSteps: T, numLayers: layers.length, methodAt: (s, j) => grid[s]?.[j] };
-  let flops = 0;
-  let raw = 0;
-  const steps = grid.map((row, s) =>
-    row.map((m, j) => {
-      const shape = layerShape(layers[j]!);
-      const f = layerAttentionFlops(pipe.strategies.get(m)!, shape, { step: s, numSteps: T, layer: j, plan: view, strategies: pipe.strategies });
-      flops += f;
-      raw += rawAttentionFlops(shape);
-      return { method: m, loss: null, flopsFraction: f / rawAttentionFlops(shape) };
-    }),
-  );
-  const candidates = [...new Set(grid.flat().filter((m) => m !== 'full'))];
-  return { format: 'ditfa-plan', version: 2, fingerprint, threshold: { delta: 0.05 }, candidates, steps, totals: { attentionFlopsFraction: flops / raw } };
+  return buildPlan({ fingerprint: pipe.fingerprint(options), layers: pipe.layers(options, rows), strategies: pipe.strategies, method: (step, layer) => method(step, layer.index), threshold: 0.05 });
 }
 
 /** A stand-in VAE decoder: `sample = latent_sample[:, :3]` upsampled ×2 (nearest), the ONNX interface of diffusers' export. */

@@ -1,4 +1,4 @@
-import { type PlanDocument, type PlanView, type Tensor, layerAttentionFlops, layerShape, rawAttentionFlops, tensor } from '@ditfa/core';
+import { type PlanDocument, type Tensor, buildPlan, tensor } from '@ditfa/core';
 import type { FingerprintOptions } from '@ditfa/pipeline';
 import { type OpenSoraConfig, type OpenSoraGenerateOptions, type Pipeline, openSoraConfig } from '../src/index.js';
 
@@ -17,24 +17,7 @@ export function captions(n: number, L = 6, C = 16, seed = 1): Tensor {
  * filled in the way the planner fills them (core's `layerAttentionFlops`).
  */
 export function planOf(pipe: Pipeline, options: FingerprintOptions & Partial<OpenSoraGenerateOptions>, rows: number, method: (step: number, layer: number) => string): PlanDocument {
-  const fingerprint = pipe.fingerprint(options);
-  const layers = pipe.layers(options, rows);
-  const T = fingerprint.steps;
-  const grid = Array.from({ length: T }, (_, s) => layers.map((_, j) => method(s, j)));
-  const view: PlanView = { numSteps: T, numLayers: layers.length, methodAt: (s, j) => grid[s]?.[j] };
-  let flops = 0;
-  let raw = 0;
-  const steps = grid.map((row, s) =>
-    row.map((m, j) => {
-      const shape = layerShape(layers[j]!);
-      const f = layerAttentionFlops(pipe.strategies.get(m)!, shape, { step: s, numSteps: T, layer: j, plan: view, strategies: pipe.strategies });
-      flops += f;
-      raw += rawAttentionFlops(shape);
-      return { method: m, loss: null, flopsFraction: f / rawAttentionFlops(shape) };
-    }),
-  );
-  const candidates = [...new Set(grid.flat().filter((m) => m !== 'full'))];
-  return { format: 'ditfa-plan', version: 2, fingerprint, threshold: { delta: 0.05 }, candidates, steps, totals: { attentionFlopsFraction: flops / raw } };
+  return buildPlan({ fingerprint: pipe.fingerprint(options), layers: pipe.layers(options, rows), strategies: pipe.strategies, method: (step, layer) => method(step, layer.index), threshold: 0.05 });
 }
 
 /** Rejection of a promise (or a throwing function), for asserting on coded errors. */

@@ -4,14 +4,11 @@ import {
   type PlanDocument,
   type PlanFingerprint,
   type Tensor,
+  buildPlan,
   createReferenceBackend,
-  layerAttentionFlops,
-  layerShape,
   planView,
-  rawAttentionFlops,
   referenceAttention,
   sliceBatch,
-  strategySet,
   tensor,
 } from '@ditfa/core';
 import { createRng, createSampler, guide } from '@ditfa/samplers';
@@ -46,22 +43,14 @@ const base = { seed: 11, steps: 5, guidanceScale: 3, sampler: 'ddim' as const, i
 
 /** A v2 plan document for `fingerprint` with `method(step, layer)`, its numbers filled in from the strategies' FLOP declarations. */
 function planOf(fingerprint: PlanFingerprint, layersShape: ReturnType<ReturnType<typeof createPipeline>['layers']>, method: (step: number, layer: number) => string): PlanDocument {
-  const lookup = strategySet(methods);
-  const T = fingerprint.steps;
-  const grid = Array.from({ length: T }, (_, s) => layersShape.map((_, j) => (s === 0 ? 'full' : method(s, j))));
-  const view = { numSteps: T, numLayers: layersShape.length, methodAt: (s: number, j: number) => grid[s]?.[j] };
-  let flops = 0;
-  let raw = 0;
-  const steps = grid.map((row, s) =>
-    row.map((m, j) => {
-      const shape = layerShape(layersShape[j]!);
-      const f = layerAttentionFlops(lookup.get(m)!, shape, { step: s, numSteps: T, layer: j, plan: view, strategies: lookup });
-      flops += f;
-      raw += rawAttentionFlops(shape);
-      return { method: m, loss: null, flopsFraction: f / rawAttentionFlops(shape) };
-    }),
-  );
-  return { format: 'ditfa-plan', version: 2, fingerprint, threshold: { delta: 0.1 }, candidates: ['ast', 'wars+asc', 'wars', 'full+asc'], steps, totals: { attentionFlopsFraction: flops / raw } };
+  return buildPlan({
+    fingerprint,
+    layers: layersShape,
+    strategies: methods,
+    method: (s, layer) => (s === 0 ? 'full' : method(s, layer.index)),
+    threshold: 0.1,
+    candidates: ['ast', 'wars+asc', 'wars', 'full+asc'],
+  });
 }
 
 /** Rows-then-columns: WA-RS along rows, AST along columns at odd steps, ASC variants elsewhere. */
