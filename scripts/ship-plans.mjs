@@ -1,10 +1,11 @@
 #!/usr/bin/env node
-// Calibrates the plans that ship beside the bundled model (models/fashion-dit/plans/D1..D6.json) with
-// the demo's settings, so `ditfa demo` finishes in minutes. Plans are fingerprinted with the weights'
+// Calibrates the plans that ship beside the bundled models (models/fashion-dit/plans/D1..D6.json and,
+// with --video, models/fashion-stdit3/plans/D1..D6.json) with the demo's settings, so `ditfa demo`
+// finishes in minutes. Plans are fingerprinted with the weights'
 // hash: re-run this after every new export of the model, or the demo calibrates them itself (slowly)
 // and says so in its report.
 //
-//   node scripts/ship-plans.mjs [--jobs N] [D1 D2 ...]
+//   node scripts/ship-plans.mjs [--jobs N] [--video] [D1 D2 ...]
 //
 // --jobs N runs N calibrations at once, each with ⌈cores / N⌉ onnxruntime threads (default: one job
 // per core; the small model's layers do not keep two threads busy, separate processes do).
@@ -15,10 +16,11 @@ import path from 'node:path';
 
 const root = path.resolve(new URL('..', import.meta.url).pathname);
 const bin = path.join(root, 'packages/cli/dist/bin.js');
-const out = path.join(root, 'models/fashion-dit/plans');
-mkdirSync(out, { recursive: true });
-
 const args = process.argv.slice(2).filter((a) => a !== '--'); // pnpm run passes the separator through
+const video = args.includes('--video');
+if (video) args.splice(args.indexOf('--video'), 1);
+const out = path.join(root, video ? 'models/fashion-stdit3/plans' : 'models/fashion-dit/plans');
+mkdirSync(out, { recursive: true });
 const cores = os.availableParallelism();
 let jobs = cores;
 const j = args.indexOf('--jobs');
@@ -33,9 +35,13 @@ if (j >= 0) {
 const levels = args.length > 0 ? args : ['D1', 'D2', 'D3', 'D4', 'D5', 'D6'];
 const threads = String(Math.max(1, Math.ceil(cores / jobs)));
 
-// Keep these equal to `ditfa demo`'s defaults (steps 20, guidance 4, DPM-Solver++, calib 8, seed 3).
+// Keep these equal to `ditfa demo`'s defaults: images steps 20, guidance 4, DPM-Solver++, calib 8, seed 3;
+// video the bundle's own sampling (rectified flow, 30 steps, its guidance), calib 4, seed 3.
 function calibrate(level) {
-  const argv = [bin, '--json', 'calibrate', '--threshold', level, '--steps', '20', '--guidance', '4', '--sampler', 'dpm++', '--calib', '8', '--seed', '3', '--threads', threads, '--out', path.join(out, `${level}.json`)];
+  const settings = video
+    ? ['--model', path.join(root, 'models/fashion-stdit3'), '--calib', '4', '--seed', '3']
+    : ['--steps', '20', '--guidance', '4', '--sampler', 'dpm++', '--calib', '8', '--seed', '3'];
+  const argv = [bin, '--json', 'calibrate', '--threshold', level, ...settings, '--threads', threads, '--out', path.join(out, `${level}.json`)];
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, argv, { stdio: ['ignore', 'ignore', 'inherit'] });
     child.on('error', reject);

@@ -51,6 +51,9 @@ def main(argv=None) -> None:
     ap.add_argument("--bf16", action="store_true", help="bf16 autocast for the model (faster on CPU, less exact)")
     ap.add_argument("--cond-frames", type=int, default=0,
                     help="condition on this many real first frames of test clips (0 = unconditional in time)")
+    ap.add_argument("--score", action="store_true",
+                    help="judge the clips with J1 and J2 (per-frame accuracy, Fréchet over frames) and write <out>.json")
+    ap.add_argument("--batch", type=int, default=20, help="clips per forward batch (memory)")
     ap.add_argument("--out", default=None, help="output path without extension (default runs/stdit3/samples/step_N)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -84,12 +87,21 @@ def main(argv=None) -> None:
     mask = torch.ones(B, y.shape[2], dtype=torch.int64)  # every caption token valid; reused for the null half
     fps = torch.full((2 * B,), float(dc["fps"]))
 
-    def model_fn(z_in, t_in, x_mask=None):
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
-            return model(z_in, t_in, y, mask=mask, x_mask=x_mask, fps=fps, height=float(H), width=float(W)).float()
-
     t0 = time.time()
-    out = rflow_sample(model_fn, z, args.steps, args.cfg, x_mask=x_mask, x_cond=x_cond).clamp(-1, 1)
+    parts = []
+    for i in range(0, B, args.batch):
+        sl = slice(i, min(B, i + args.batch))
+        yb = torch.cat([y[:B][sl], y[B:][sl]], 0)
+        mb, fb = mask[sl], fps[: 2 * (sl.stop - sl.start)]
+
+        def fn(z_in, t_in, x_mask=None, yb=yb, mb=mb, fb=fb):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
+                return model(z_in, t_in, yb, mask=mb, x_mask=x_mask, fps=fb, height=float(H), width=float(W)).float()
+
+        parts.append(rflow_sample(fn, z[sl], args.steps, args.cfg,
+                                  x_mask=None if x_mask is None else x_mask[sl],
+                                  x_cond=None if x_cond is None else x_cond[sl]).clamp(-1, 1))
+    out = torch.cat(parts, 0)
     dt = time.time() - t0
 
     path = args.out or os.path.join(REPO, "runs", "stdit3", "samples",
@@ -98,6 +110,21 @@ def main(argv=None) -> None:
     grid = out if real is None else torch.cat([out, real], 0)
     save_grid_png(clips_to_grid(grid), path + ".png", nrow=T, scale=3)
     np.save(path + ".npy", out.numpy())
+    if args.score:
+        import json
+
+        from ditfa_tools.video_judge import score_clips
+
+        judges = [(n, os.path.join(REPO, "models", f"{f}.onnx"), os.path.join(REPO, "models", f"{f}-stats.safetensors"))
+                  for n, f in (("J1", "fashion-classifier"), ("J2", "fashion-judge2"))]
+        scores = score_clips(out.numpy(), cls.numpy(), judges)
+        doc = {"step": step, "clips": B, "steps": args.steps, "cfg": args.cfg, "seed": args.seed, "bf16": args.bf16,
+               "seconds": dt, "judges": scores}
+        with open(path + ".json", "w") as f:
+            json.dump(doc, f, indent=1)
+        for n, sc in scores.items():
+            print(f"{n}: per-frame accuracy {100 * sc['frame_accuracy']:.1f} %, Fréchet {sc['frechet']:.3f}, per class "
+                  + " ".join(f"{100 * a:.0f}" for a in sc["per_class_frame_accuracy"] if a is not None))
     names = ", ".join(FASHION_CLASSES[int(c)] for c in cls)
     print(f"step {step}: {B} clips ({names}), {args.steps} RFLOW steps, cfg {args.cfg}, {dt:.1f} s -> {path}.png"
           + (" (rows below: the real clips)" if real is not None else ""))

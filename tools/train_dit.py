@@ -69,6 +69,13 @@ def parse_args(argv=None):
     ap.add_argument("--log-every", type=int, default=10)
     ap.add_argument("--resume", default="auto", help="'auto', 'none', or a checkpoint path")
     ap.add_argument("--config", default=None, help="JSON model config (default: FASHION_DIT_CONFIG)")
+    ap.add_argument("--init-weights", default=None,
+                    help="start from exported weights (safetensors in DiT names, e.g. models/fashion-dit/weights.safetensors) "
+                         "with a fresh optimizer; model and EMA both start from them. Only when no checkpoint is resumed.")
+    ap.add_argument("--init-step", type=int, default=0,
+                    help="with --init-weights: the step those weights were trained to (the log and EMA warm-up continue from it)")
+    ap.add_argument("--init-log", default=None,
+                    help="with --init-weights: a log.jsonl to carry over (rows up to --init-step)")
     return ap.parse_args(argv)
 
 
@@ -137,6 +144,23 @@ def main(argv=None) -> None:
         step, epoch, pos, elapsed = ck["step"], ck["epoch"], ck["pos"], ck["elapsed"]
         log_rows = ck.get("log", [])
         print(f"resumed from {ckpt_path} at step {step} (epoch {epoch}, pos {pos})", flush=True)
+    elif args.init_weights:
+        from safetensors.torch import load_file
+
+        sd = load_file(args.init_weights)
+        missing, unexpected = model.load_state_dict(sd, strict=False)
+        missing = [k for k in missing if k != "pos_embed"]  # fixed sin-cos table, rebuilt by build_dit
+        if missing or unexpected:
+            raise SystemExit(f"--init-weights {args.init_weights}: missing {missing}, unexpected {unexpected}")
+        ema.load_state_dict(model.state_dict())
+        step = args.init_step
+        epoch, pos = divmod(step * args.batch_size, N)
+        pos = pos - pos % args.batch_size
+        if args.init_log:
+            with open(args.init_log) as f:
+                log_rows = [r for r in map(json.loads, f) if r["step"] <= step]
+            elapsed = log_rows[-1]["wall_s"] if log_rows else 0.0
+        print(f"initialised from {args.init_weights} at step {step} (fresh optimizer, epoch {epoch}, pos {pos})", flush=True)
     else:
         print("starting from scratch", flush=True)
     for d in args.ckpt_dir:

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parsePlan } from '@ditfa/core';
 import { THRESHOLDS } from '@ditfa/planner';
-import { decodePng } from '@ditfa/image';
+import { apngFrameCount, decodePng } from '@ditfa/image';
 import { describe, expect, it } from 'vitest';
 import { ExitCode } from '../src/index.js';
 import { cli } from './cli-helper.js';
@@ -15,6 +15,8 @@ import { cli } from './cli-helper.js';
  */
 const bundled = resolve(__dirname, '../../../models/fashion-dit');
 const present = existsSync(join(bundled, 'weights.safetensors')) && existsSync(join(bundled, 'plans', 'D1.json'));
+const bundledVideo = resolve(__dirname, '../../../models/fashion-stdit3');
+const videoPresent = existsSync(join(bundledVideo, 'model.safetensors')) && existsSync(join(bundledVideo, 'plans', 'D1.json'));
 const LEVELS = ['D1', 'D2', 'D3', 'D4', 'D5', 'D6'] as const;
 
 describe.skipIf(!present)('ditfa end to end on the bundled model', { timeout: 300_000 }, () => {
@@ -22,7 +24,7 @@ describe.skipIf(!present)('ditfa end to end on the bundled model', { timeout: 30
 
   it('demo: uses the shipped plans, and its report has every level with FLOPs falling as δ grows', async () => {
     const out = join(dir, 'demo');
-    const r = await cli('--json', 'demo', '--samples', '2', '--out', out);
+    const r = await cli('--json', 'demo', '--samples', '2', '--no-video', '--out', out);
     expect(r.code, r.err).toBe(ExitCode.Ok);
     const report = JSON.parse(readFileSync(join(out, 'report.json'), 'utf8'));
     expect(report.rows.map((row: { level: string }) => row.level)).toEqual(['raw', ...LEVELS]);
@@ -60,6 +62,7 @@ describe.skipIf(!present)('ditfa end to end on the bundled model', { timeout: 30
     expect(md).toContain('| raw |');
     expect(md).toContain('| accuracy (J1 / J2) | Fréchet (J1 / J2) |');
     expect(report.judges).toEqual(['J1', 'J2']);
+    expect(report.video).toBeNull();
   });
 
   it('every shipped plan is valid, says its level and is a version-2 plan for the 6 self-attention layers', () => {
@@ -86,5 +89,64 @@ describe.skipIf(!present)('ditfa end to end on the bundled model', { timeout: 30
     const m = JSON.parse(b.out);
     expect(m.planned.attentionFlopsFraction).toBeLessThanOrEqual(1);
     expect(m.raw.quality.map((q: { samples: number }) => q.samples)).toEqual([2, 2]);
+  });
+});
+
+describe.skipIf(!videoPresent)('ditfa end to end on the bundled video model', { timeout: 300_000 }, () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ditfa-e2e-bundled-video-'));
+
+  it('demo video half: the shipped plans, FLOPs per site, both judges on every frame, grids and animations', async () => {
+    const out = join(dir, 'demo');
+    const r = await cli('--json', 'demo', '--samples', '1', '--levels', 'D1', 'D6', '--video-clips', '1', '--out', out);
+    expect(r.code, r.err).toBe(ExitCode.Ok);
+    const v = JSON.parse(readFileSync(join(out, 'report.json'), 'utf8')).video;
+    expect(v.rows.map((row: { level: string }) => row.level)).toEqual(['raw', 'D1', 'D6']);
+    expect(v.rows.slice(1).map((row: { planSource: string }) => row.planSource)).toEqual(['shipped', 'shipped']);
+    expect(v.sites).toEqual(['spatial', 'spatial-cross', 'temporal', 'temporal-cross']);
+    expect(v.steps).toBe(30);
+    for (const [i, level] of ['D1', 'D6'].entries()) {
+      const shipped = parsePlan(readFileSync(join(bundledVideo, 'plans', `${level}.json`), 'utf8'));
+      const m = v.rows[i + 1].measure;
+      expect(m.fallbacks).toBe(0);
+      expect(m.attentionFlopsFraction).toBeCloseTo(shipped.totals.attentionFlopsFraction, 12);
+      // the per-site fractions weight to the total by each site's raw FLOPs: all ≤ 1 and one of them ≤ the total
+      const sites = Object.values(m.siteFlopsFraction) as number[];
+      expect(sites.every((f) => f >= 0 && f <= 1)).toBe(true);
+      expect(Math.min(...sites)).toBeLessThanOrEqual(m.attentionFlopsFraction + 1e-12);
+      expect(Math.max(...sites)).toBeGreaterThanOrEqual(m.attentionFlopsFraction - 1e-12);
+    }
+    expect(v.rows[2].measure.attentionFlopsFraction).toBeLessThan(v.rows[1].measure.attentionFlopsFraction);
+    for (const row of v.rows) {
+      const s = row.measure.scores;
+      expect(s.judges.map((j: { judge: string }) => j.judge)).toEqual(['J1', 'J2']);
+      expect(s.frames).toBe(8);
+      // one clip of 8 frames of 32×32, upscaled 2×, 2 px padding: a row of 8 frames; the animation has 8 frames
+      const grid = decodePng(readFileSync(join(out, row.grid)));
+      expect([grid.width, grid.height]).toEqual([8 * 64 + 9 * 2, 64 + 2 * 2]);
+      expect(apngFrameCount(readFileSync(join(out, row.animation)))).toBe(8);
+    }
+    expect(readFileSync(join(out, 'report.md'), 'utf8')).toContain('| FLOPs spatial | FLOPs spatial-cross | FLOPs temporal | FLOPs temporal-cross |');
+  });
+
+  it('every shipped video plan is valid, says its level and covers the four sites of the four blocks', () => {
+    for (const level of LEVELS) {
+      const plan = parsePlan(readFileSync(join(bundledVideo, 'plans', `${level}.json`), 'utf8'));
+      expect(plan.threshold.delta).toBe(THRESHOLDS[level]);
+      expect(plan.fingerprint.layers).toHaveLength(16);
+      expect(plan.steps).toHaveLength(30);
+    }
+  });
+
+  it('generate: class captions from --class, frames without a VAE, an animation; bad classes are usage errors', async () => {
+    const grid = join(dir, 'clip.png');
+    const anim = join(dir, 'clip.apng');
+    const gen = await cli('--json', 'generate', '--model', bundledVideo, '--class', '5', '--steps', '3', '--out', grid, '--animation', anim);
+    expect(gen.code, gen.err).toBe(ExitCode.Ok);
+    expect(decodePng(readFileSync(grid)).width).toBe(8 * 64 + 9 * 2);
+    expect(apngFrameCount(readFileSync(anim))).toBe(8);
+    const bad = await cli('generate', '--model', bundledVideo, '--class', '10', '--steps', '3', '--out', join(dir, 'bad.png'));
+    expect(bad.code).toBe(ExitCode.Usage);
+    expect(bad.err).toContain('class ids in [0, 9]');
+    expect(existsSync(join(dir, 'bad.png'))).toBe(false);
   });
 });

@@ -78,7 +78,7 @@ describe('ditfa end to end on a small model', { timeout: 180_000 }, () => {
 
   it('runs the demo and writes its report, grids and heatmaps', async () => {
     const out = join(dir, 'demo');
-    const r = await cli('--json', 'demo', '--model', modelDir, '--levels', 'D1', 'D6', '--steps', '3', '--samples', '4', '--calib', '2', '--out', out);
+    const r = await cli('--json', 'demo', '--model', modelDir, '--no-video', '--levels', 'D1', 'D6', '--steps', '3', '--samples', '4', '--calib', '2', '--out', out);
     expect(r.code, r.err).toBe(0);
     const report = JSON.parse(readFileSync(join(out, 'report.json'), 'utf8'));
     expect(report.rows.map((row: { level: string }) => row.level)).toEqual(['raw', 'D1', 'D6']);
@@ -88,7 +88,7 @@ describe('ditfa end to end on a small model', { timeout: 180_000 }, () => {
     expect(md).toContain('| raw |');
     for (const f of ['raw.png', 'D1.png', 'D6.png', 'D1-plan.png', 'D6-plan.png']) expect(decodePng(readFileSync(join(out, f))).width).toBeGreaterThan(0);
     // a second run reuses the cached plans
-    const again = await cli('--json', 'demo', '--model', modelDir, '--levels', 'D6', '--steps', '3', '--samples', '4', '--out', out);
+    const again = await cli('--json', 'demo', '--model', modelDir, '--no-video', '--levels', 'D6', '--steps', '3', '--samples', '4', '--out', out);
     expect(JSON.parse(again.out).rows[1].planSource).toBe('cached');
   });
 

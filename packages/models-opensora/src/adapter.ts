@@ -32,6 +32,11 @@ export interface OpenSoraAdapterOptions {
    * applies its own scaling. Without it generations return latents only.
    */
   readonly decoder?: string | Uint8Array;
+  /**
+   * The latents are the frames (a pixel-space model, no VAE, as the bundled Moving Fashion-MNIST model):
+   * "decoding" clips them to `[-1, 1]`. Exclusive with `decoder`.
+   */
+  readonly pixelSpace?: boolean;
   /** The decoder receives `latents / decoderScale` (default 1). */
   readonly decoderScale?: number;
   /** Threads of the decoder session. */
@@ -89,7 +94,9 @@ export class OpenSoraAdapter implements DenoiserModel<OpenSoraCondition, OpenSor
     this.model = model;
     this.#options = options;
     if (options.decoderScale !== undefined) expectFinite('decoderScale', options.decoderScale);
-    if (options.decoder === undefined) this.decode = undefined;
+    if (options.pixelSpace && options.decoder !== undefined) throw new InvalidArgumentError('Expected either a decoder or pixelSpace: true but received both (a pixel-space model has no VAE)');
+    if (options.pixelSpace) this.decode = async (latents: Tensor) => tensor(Float32Array.from(latents.data, (v) => (v < -1 ? -1 : v > 1 ? 1 : v)), latents.shape);
+    else if (options.decoder === undefined) this.decode = undefined;
   }
 
   get architecture(): string {

@@ -14,3 +14,4 @@ export * from './adapter.js';
 export * from './sampling.js';
 export * from './pipeline.js';
 export * from './video.js';
+export * from './bundle.js';

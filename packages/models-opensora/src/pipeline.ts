@@ -17,11 +17,12 @@ export type Pipeline = GenericPipeline<OpenSoraCondition, OpenSoraState, OpenSor
  */
 export function createPipeline(model: OpenSoraModel, options: PipelineOptions = {}): Pipeline {
   if (!(model instanceof OpenSoraModel)) throw new InvalidArgumentError(`Expected an OpenSoraModel but received ${describeValue(model)}`);
-  const { windows, decoder, decoderScale, threads, ...rest } = options;
+  const { windows, decoder, decoderScale, threads, pixelSpace, ...rest } = options;
   const adapter = new OpenSoraAdapter(model, {
     ...(windows === undefined ? {} : { windows }),
     ...(decoder === undefined ? {} : { decoder }),
     ...(decoderScale === undefined ? {} : { decoderScale }),
+    ...(pixelSpace === undefined ? {} : { pixelSpace }),
     ...(threads === undefined ? {} : { threads }),
   });
   return new GenericPipeline<OpenSoraCondition, OpenSoraState, OpenSoraGenerateOptions>(adapter, rest) as Pipeline;

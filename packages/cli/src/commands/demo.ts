@@ -11,6 +11,7 @@ import { openPipeline, bundledModelDir } from '../session.js';
 import { calibrate } from './calibrate.js';
 import { defaultClasses, measure, openJudges, type RunMeasure } from './bench.js';
 import { buildRequest, writeGrid } from './generate.js';
+import { type VideoReport, bundledVideoModelDir, videoDemo, videoMarkdown } from './demo-video.js';
 
 export interface DemoOptions {
   readonly model?: string;
@@ -23,6 +24,11 @@ export interface DemoOptions {
   readonly levels: ThresholdName[];
   readonly recalibrate: boolean;
   readonly threads?: number;
+  /** The video half: false skips it; otherwise the bundled video model (or `videoModel`) runs after the images. */
+  readonly video?: boolean;
+  readonly videoModel?: string;
+  /** Clips per video run (classes 0, 1, … in turn). */
+  readonly videoClips?: number;
 }
 
 interface Row {
@@ -77,11 +83,23 @@ export async function demo(o: DemoOptions, out: Output, progress: Progress): Pro
     await Promise.all(judges.map((j) => j.dispose()));
     await pipe.dispose();
   }
+  const imageSeconds = (performance.now() - started) / 1000;
+  let video: VideoReport | null = null;
+  const videoDir = o.video === false ? null : (o.videoModel ?? bundledVideoModelDir());
+  if (videoDir === null && o.video !== false) out.note('no bundled video model (models/fashion-stdit3): the video half is skipped');
+  if (videoDir !== null) {
+    video = await videoDemo(
+      { model: videoDir, out: o.out, clips: o.videoClips ?? 5, seed: o.seed, calib: 4, levels: o.levels, recalibrate: o.recalibrate, ...(o.threads ? { threads: o.threads } : {}) },
+      out,
+      progress,
+    );
+  }
   const machine = { cpu: os.cpus()[0]?.model ?? 'unknown', cores: os.cpus().length, node: process.version, backend: backendName };
-  const report = { model: modelDir, steps: o.steps, samples: o.samples, seed: o.seed, guidance: o.guidance, machine, judges: judgeNames, seconds: (performance.now() - started) / 1000, rows };
+  const report = { model: modelDir, steps: o.steps, samples: o.samples, seed: o.seed, guidance: o.guidance, machine, judges: judgeNames, seconds: (performance.now() - started) / 1000, imageSeconds, rows, video };
+  const md = markdown(report, rows, judgeNames) + (video ? `\n${videoMarkdown(video)}` : '');
   await writeFile(path.join(o.out, 'report.json'), `${JSON.stringify(report, null, 2)}\n`);
-  await writeFile(path.join(o.out, 'report.md'), markdown(report, rows, judgeNames));
-  out.result(report, () => `${markdown(report, rows, judgeNames)}\nreport: ${path.join(o.out, 'report.md')} (and report.json, sample grids, plan heatmaps in ${o.out})\n`);
+  await writeFile(path.join(o.out, 'report.md'), md);
+  out.result(report, () => `${md}\nreport: ${path.join(o.out, 'report.md')} (and report.json, sample grids, animations, plan heatmaps in ${o.out})\n`);
 }
 
 async function planFor(
@@ -113,7 +131,7 @@ async function planFor(
   return { plan, source: 'calibrated' };
 }
 
-function markdown(report: { model: string; steps: number; samples: number; seed: number; guidance: number; machine: Record<string, unknown>; seconds: number }, rows: Row[], judges: readonly string[]): string {
+function markdown(report: { model: string; steps: number; samples: number; seed: number; guidance: number; machine: Record<string, unknown>; seconds: number; imageSeconds: number }, rows: Row[], judges: readonly string[]): string {
   const raw = rows[0]!.measure;
   const judged = judges.length > 0;
   const names = judges.join(' / ');
@@ -141,7 +159,9 @@ function markdown(report: { model: string; steps: number; samples: number; seed:
   return [
     `# ditfa demo: attention compression on ${report.model}`,
     '',
-    `${report.samples} samples (seed ${report.seed}), ${report.steps} DPM-Solver++ steps, guidance ${report.guidance}; machine: ${String(report.machine.cpu)}, ${String(report.machine.cores)} cores, Node ${String(report.machine.node)}, kernel backend ${String(report.machine.backend)}. Total ${report.seconds.toFixed(0)} s.`,
+    '## Images',
+    '',
+    `${report.samples} samples (seed ${report.seed}), ${report.steps} DPM-Solver++ steps, guidance ${report.guidance}; machine: ${String(report.machine.cpu)}, ${String(report.machine.cores)} cores, Node ${String(report.machine.node)}, kernel backend ${String(report.machine.backend)}. Total ${report.seconds.toFixed(0)} s (images ${report.imageSeconds.toFixed(0)} s).`,
     '',
     `| ${head.join(' | ')} |`,
     `|${head.map(() => '---').join('|')}|`,

@@ -1,21 +1,27 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
-import { type CheckpointTensor, fromFloat32, readSafetensors, toFloat32, writeSafetensors } from '@ditfa/checkpoint';
+import { fromFloat32, readSafetensors, toFloat32, writeSafetensors } from '@ditfa/checkpoint';
 import { type AttentionLayer, type PlanDocument, type Tensor, psnr, serializePlan, tensor, type WindowSpec } from '@ditfa/core';
 import {
+  type ModelBundle,
   type OpenSoraGenerateOptions,
   type Pipeline as OpenSoraPipeline,
   type PipelineEvent,
+  bundleSampler,
+  classCaptions,
   createPipeline,
   isOpenSoraJson,
   loadModel,
+  maskValues,
   officialSampling,
+  readModelBundle,
   videoAnimation,
   videoGrid,
 } from '@ditfa/models-opensora';
 import { explain, resolveThreshold, searchPlan, type CalibrationTarget } from '@ditfa/planner';
 import { type SamplerFactory, samplerFactory } from '@ditfa/samplers';
+import { calibrationLabels } from './calibrate.js';
 import { strategies as ascStrategies } from '@ditfa/strategy-asc';
 import { strategies as astStrategies } from '@ditfa/strategy-ast';
 import { strategies as warsStrategies } from '@ditfa/strategy-wars';
@@ -31,7 +37,9 @@ import { planWindows } from '../session.js';
  * [N, L]), the pixel size from `--frames/--height/--width` (default: the version's official 240p size),
  * and the version's official sampling where `--steps`, `--guidance` and `--sampler` were not given
  * (v1.1: IDDPM 100 steps, CFG 7 on 3 channels; v1.2: rectified flow with the timestep transform, 30
- * steps, CFG 7).
+ * steps, CFG 7). A model folder with a `ditfa` section in its `config.json` (the bundled
+ * models/fashion-stdit3: see `readModelBundle`) brings its own clip size, fps, sampling and class
+ * captions instead: `--class` picks the captions, and a pixel-space model needs no VAE decoder.
  */
 
 /** What the Open-Sora paths of generate, calibrate and bench read from the command line. */
@@ -47,6 +55,9 @@ export interface OpenSoraCliOptions {
   readonly guidance: number;
   readonly sampler: string;
   readonly threads?: number;
+  /** A bundle's class captions: class ids, repeated to fill `batch`. */
+  readonly class?: readonly number[];
+  readonly batch?: number;
   /** Options the user left at their (DiT) defaults: Open-Sora takes its official values for those. */
   readonly defaulted?: readonly string[];
 }
@@ -69,7 +80,9 @@ export async function openOpenSora(
   options: { threads?: number; window?: (layer: AttentionLayer) => WindowSpec | null; decoder?: string; warn?: (text: string) => void; onEvent?: (e: PipelineEvent) => void } = {},
 ): Promise<OpenSoraPipeline> {
   const model = await loadModel(dir, options.threads === undefined ? {} : { threads: options.threads });
+  const bundle = readModelBundle(dir);
   return createPipeline(model, {
+    ...(bundle?.pixelSpace ? { pixelSpace: true } : {}),
     strategies: [...warsStrategies(), ...astStrategies(), ...ascStrategies()],
     ...(options.window ? { window: options.window } : {}),
     ...(options.decoder === undefined ? {} : { decoder: options.decoder }),
@@ -97,41 +110,62 @@ export function readCaptionEmbeddings(file: string | undefined): { captions: Ten
   return { captions: tensor(toFloat32(y), shape), ...(mask ? { mask: maskValues(mask) } : {}) };
 }
 
-/** A mask of any integer or float dtype as 0/1 numbers. */
-function maskValues(mask: CheckpointTensor): number[] {
-  const { dtype, bytes } = mask;
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  switch (dtype) {
-    case 'F32':
-    case 'F16':
-    case 'BF16':
-    case 'F64':
-      return Array.from(toFloat32(mask));
-    case 'I64':
-      return Array.from({ length: bytes.length / 8 }, (_, i) => Number(view.getBigInt64(8 * i, true)));
-    case 'I32':
-      return Array.from({ length: bytes.length / 4 }, (_, i) => view.getInt32(4 * i, true));
-    case 'U8':
-    case 'BOOL':
-    case 'I8':
-      return Array.from(bytes);
-    default:
-      throw new InputFileError(`Expected a caption mask of an integer or float dtype but received ${dtype}`);
-  }
-}
-
 /** The sampler of a name (`--sampler`, or a plan's fingerprint) for this version and pixel size. */
 export function openSoraSampler(version: 'stdit2' | 'stdit3', name: string, size: { frames: number; height: number; width: number }): SamplerFactory {
-  if (name === 'rflow' || name.startsWith('rflow+transform')) return officialSampling({ version: 'stdit3' }, size).sampler;
-  if (name === 'rflow-plain') return samplerFactory({ kind: 'rflow' });
+  // the names the samplers themselves carry (plan fingerprints): `rflow` is plain, `rflow+transform(…)` Open-Sora 1.2's
+  if (name.startsWith('rflow+transform')) return officialSampling({ version: 'stdit3' }, size).sampler;
+  if (name === 'rflow' || name === 'rflow-plain') return samplerFactory({ kind: 'rflow' });
   if (name === 'iddpm' || name === 'iddpm-opensora') return samplerFactory({ kind: 'iddpm', iddpmVariant: 'opensora' });
   if (name === 'dpm++' || name === 'dpmpp-2m') return samplerFactory({ kind: 'dpmpp-2m' });
   if (name === 'ddim') return samplerFactory({ kind: 'ddim' });
   throw new UsageError(`Expected --sampler rflow, rflow-plain, iddpm, dpm++ or ddim for an Open-Sora ${version} model but received ${JSON.stringify(name)}`);
 }
 
-/** The generate() request of an Open-Sora model. */
-export function openSoraRequest(pipe: OpenSoraPipeline, o: Omit<OpenSoraCliOptions, 'model'>, plan?: PlanDocument): OpenSoraGenerateOptions {
+/** The class ids of a bundle request: `--class` repeated to fill `--batch`, else 0, 1, … up to the batch. */
+function requestClasses(o: Pick<OpenSoraCliOptions, 'class' | 'batch'>, classes: number): number[] {
+  const ids = o.class && o.class.length > 0 ? o.class : Array.from({ length: Math.min(classes, o.batch ?? 1) }, (_, i) => i);
+  for (const c of ids) if (c >= classes) throw new UsageError(`Expected class ids in [0, ${classes - 1}] but received ${c}`);
+  return Array.from({ length: Math.max(o.batch ?? 1, ids.length) }, (_, i) => ids[i % ids.length]!);
+}
+
+/**
+ * The generate() request of a model bundle (a `ditfa` section in `config.json`): its clip size, fps and
+ * sampling unless given, captions from `--caption-embeddings` or else the bundle's class captions.
+ * Returns the class of each sample too (null with a caption file).
+ */
+export function bundleCliRequest(bundle: ModelBundle, o: Omit<OpenSoraCliOptions, 'model'>, plan?: PlanDocument): { request: OpenSoraGenerateOptions; labels: number[] | null } {
+  const defaulted = new Set(o.defaulted ?? []);
+  const v = bundle.video;
+  const size = { frames: o.frames ?? v.frames, height: o.height ?? v.height, width: o.width ?? v.width };
+  let labels: number[] | null = null;
+  let cap: { captions: Tensor; mask?: readonly number[] };
+  if (o.captionEmbeddings) cap = readCaptionEmbeddings(o.captionEmbeddings);
+  else {
+    if (!bundle.classCaptions) throw new UsageError(`Expected --caption-embeddings: ${bundle.dir} has no class captions`);
+    labels = requestClasses(o, bundle.classCaptions.names.length);
+    cap = classCaptions(bundle, labels);
+  }
+  return {
+    labels,
+    request: {
+      captions: cap.captions,
+      ...(cap.mask ? { mask: cap.mask } : {}),
+      ...size,
+      fps: o.fps ?? v.fps,
+      ...(bundle.pixelSpace ? { latentSize: size } : {}),
+      seed: o.seed,
+      steps: defaulted.has('steps') ? bundle.sampling.steps : o.steps,
+      guidanceScale: defaulted.has('guidance') ? bundle.sampling.guidance : o.guidance,
+      guidanceChannels: 'all',
+      sampler: defaulted.has('sampler') ? bundleSampler(bundle) : openSoraSampler('stdit3', o.sampler, size),
+      ...(plan ? { plan } : {}),
+    },
+  };
+}
+
+/** The generate() request of an Open-Sora model (a bundle's when `bundle` is given). */
+export function openSoraRequest(pipe: OpenSoraPipeline, o: Omit<OpenSoraCliOptions, 'model'>, plan?: PlanDocument, bundle?: ModelBundle | null): OpenSoraGenerateOptions {
+  if (bundle) return bundleCliRequest(bundle, o, plan).request;
   const version = pipe.model.config.version;
   const size = pipe.model.videoSize({ ...(o.frames ? { frames: o.frames } : {}), ...(o.height ? { height: o.height } : {}), ...(o.width ? { width: o.width } : {}) });
   pipe.model.latent(size); // the size's own error (frames v1.2 cannot take, …) before the sampler's
@@ -162,13 +196,14 @@ export interface OpenSoraGenerateCliOptions extends OpenSoraCliOptions {
 /** `ditfa generate` on an Open-Sora model: a frame grid (row per sample, column per frame), an APNG, or the latents. */
 export async function generateOpenSora(o: OpenSoraGenerateCliOptions, out: Output, progress: Progress, signal?: AbortSignal): Promise<void> {
   const toLatents = o.out.endsWith('.safetensors');
-  if (!toLatents && !o.vaeDecoder) {
+  const bundle = readModelBundle(o.model);
+  if (!toLatents && !o.vaeDecoder && !bundle?.pixelSpace) {
     throw new UsageError('Expected --vae-decoder <file.onnx> (Open-Sora\'s VAE decode: latents [B, C, T, H, W] → frames) to write frames, or --out <file.safetensors> for the latents');
   }
   const plan = o.plan ? await readPlan(o.plan) : undefined;
   const pipe = await openOpenSora(o.model, { warn: out.warn, ...(o.threads ? { threads: o.threads } : {}), ...(plan ? { window: planWindows(plan) } : {}), ...(o.vaeDecoder ? { decoder: o.vaeDecoder } : {}) });
   try {
-    const request = openSoraRequest(pipe, o, plan);
+    const request = openSoraRequest(pipe, o, plan, bundle);
     progress.start(request.steps, plan ? 'generating (plan)' : 'generating (raw)');
     const result = await pipe.generate({ ...request, images: !toLatents, ...(signal ? { signal } : {}), onProgress: (e) => progress.update(e.step) });
     progress.stop();
@@ -176,10 +211,11 @@ export async function generateOpenSora(o: OpenSoraGenerateCliOptions, out: Outpu
     if (toLatents) {
       await writeFile(o.out, writeSafetensors(new Map([['latents', fromFloat32(result.latents.data, result.latents.shape)]])));
     } else {
-      const png = videoGrid(result.images!);
+      const png = videoGrid(result.images!, bundle?.pixelSpace ? { scale: 2 } : {});
       await writeFile(o.out, png);
       image = { width: png.readUInt32BE(16), height: png.readUInt32BE(20) };
-      if (o.animation) await writeFile(o.animation, videoAnimation(result.images!, { fps: pipe.model.config.version === 'stdit2' ? 8 : 24 }));
+      const fps = bundle ? bundle.video.fps : pipe.model.config.version === 'stdit2' ? 8 : 24;
+      if (o.animation) await writeFile(o.animation, videoAnimation(result.images!, { fps, ...(bundle?.pixelSpace ? { scale: 2 } : {}) }));
     }
     out.result(
       { out: o.out, animation: o.animation ?? null, image, latents: result.latents.shape, samples: result.latents.shape[0], sampler: result.sampler, steps: request.steps, timings: result.timings, attention: result.attention, cacheBytesPeak: result.cache.peakBytes, plan: o.plan ?? null },
@@ -195,6 +231,8 @@ export async function generateOpenSora(o: OpenSoraGenerateCliOptions, out: Outpu
 
 export interface OpenSoraCalibrateCliOptions extends OpenSoraCliOptions {
   readonly threshold: string;
+  /** A bundle's calibration clips (classes drawn from the seed) when no caption file is given. */
+  readonly calib?: number;
   readonly mode?: 'prefix' | 'naive';
   readonly out: string;
 }
@@ -204,7 +242,9 @@ export async function calibrateOpenSora(o: OpenSoraCalibrateCliOptions, out: Out
   const threshold = resolveThreshold(o.threshold);
   const pipe = await openOpenSora(o.model, { warn: out.warn, ...(o.threads ? { threads: o.threads } : {}) });
   try {
-    const request = openSoraRequest(pipe, o);
+    const bundle = readModelBundle(o.model);
+    const classes = bundle?.classCaptions && !o.captionEmbeddings ? calibrationLabels(o.calib ?? 8, bundle.classCaptions.names.length, o.seed) : undefined;
+    const request = openSoraRequest(pipe, classes ? { ...o, class: classes, batch: classes.length } : o, undefined, bundle);
     const target = pipe.calibrationTarget(request);
     const layers = target.layers;
     progress.start(request.steps * layers.length, `calibrating ${threshold.name ?? `δ=${threshold.delta}`}`);
@@ -238,7 +278,7 @@ export async function benchOpenSora(o: OpenSoraBenchCliOptions, out: Output, pro
   const pipe = await openOpenSora(o.model, { warn: out.warn, ...(o.threads ? { threads: o.threads } : {}), window: planWindows(plan) });
   try {
     const fp = plan.fingerprint;
-    const request = openSoraRequest(pipe, { ...o, steps: fp.steps, guidance: fp.guidance ?? 1, sampler: fp.sampler });
+    const request = openSoraRequest(pipe, { ...o, steps: fp.steps, guidance: fp.guidance ?? 1, sampler: fp.sampler }, undefined, readModelBundle(o.model));
     const run = async (label: string, withPlan: boolean) => {
       progress.start(request.steps, label);
       const t0 = performance.now();
