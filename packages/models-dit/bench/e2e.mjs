@@ -146,28 +146,45 @@ const median = (xs) => {
   return s.length ? s[Math.floor((s.length - 1) / 2)] : null;
 };
 
-/** Loads the contenders one after another (memory), warms each up, then runs `rounds` rounds round-robin. */
+/**
+ * Loads the contenders one after another (memory), warms each up, then runs `rounds` rounds round-robin.
+ * A contender whose process dies (out of memory beside the others, say) is dropped with the reason and
+ * the rest go on; `failed` lists them.
+ */
 async function race(title, makers, perRound = rounds) {
   say(`\n== ${title}: ${makers.length} contenders, ${perRound} rounds (+ a warm-up run each)`);
-  const all = [];
+  let all = [];
+  const failed = [];
+  const attempt = async (c, what, fn) => {
+    try {
+      return await fn();
+    } catch (error) {
+      const code = c.proc.exitCode ?? c.proc.signalCode ?? 'running';
+      failed.push({ name: c.name, during: what, error: `${error.message} (exit ${code})` });
+      say(`  FAILED: ${c.name} during ${what}: ${error.message} (exit ${code}); the others go on`);
+      c.proc.kill('SIGKILL');
+      all = all.filter((x) => x !== c);
+      return undefined;
+    }
+  };
   for (const make of makers) {
     const c = make();
-    await c.ready();
-    say(`  ready: ${c.name} (${c.readyLine.slice(1).join(' ')})`);
     all.push(c);
+    if (await attempt(c, 'loading', () => c.ready())) say(`  ready: ${c.name} (${c.readyLine.slice(1).join(' ')})`);
   }
-  for (const c of all) await c.run(); // warm-up: first-touch of weights, lazy init
+  for (const c of [...all]) await attempt(c, 'the warm-up run', () => c.run()); // first-touch of weights, lazy init
   const loads = [];
   for (let r = 0; r < perRound; r++) {
     loads.push(load()[0]);
-    for (const c of all) {
-      const steps = await c.run();
+    for (const c of [...all]) {
+      const steps = await attempt(c, `round ${r + 1}`, () => c.run());
+      if (!steps) continue;
       c.samples.push(...steps);
       say(`  round ${r + 1} ${c.name.padEnd(34)} step ${(median(steps) * 1000).toFixed(0).padStart(7)} ms (median of ${steps.length})`);
     }
   }
-  for (const c of all) await c.quit();
-  return { all, loadAverage1mDuringRounds: loads };
+  for (const c of [...all]) await attempt(c, 'quitting', () => c.quit());
+  return { all, failed, loadAverage1mDuringRounds: loads };
 }
 
 function summarize(all) {
@@ -256,7 +273,7 @@ async function bundled() {
     () => ditfa('ditfa raw bf16 (generation)', { ...gen, engine: 'native', dense: 'bf16', compute: 'bf16' }, { step: 'mean of a 20-step generation' }),
     () => ditfa('ditfa D1 bf16', { ...gen, engine: 'native', dense: 'bf16', compute: 'bf16', plan: path.join(fashionDir, 'plans', 'D1.json') }, { step: 'mean of a 20-step generation', plan: 'D1' }),
   ];
-  const { all, loadAverage1mDuringRounds } = await race(`bundled fashion-dit, ${n} samples + CFG (batch ${B}, 256 tokens)`, makers);
+  const { all, failed, loadAverage1mDuringRounds } = await race(`bundled fashion-dit, ${n} samples + CFG (batch ${B}, 256 tokens)`, makers);
   const { rows, by } = summarize(all);
   table(rows);
   attentionRates(rows, B, 256, 192, 6);
@@ -271,7 +288,7 @@ async function bundled() {
   const g = (name) => by[name]?.stepMs.median;
   report.models.bundled = {
     model: `models/fashion-dit (${fashionConfig.parameters} parameters, depth 6, hidden 192, 6 heads)`,
-    batch: B, tokens: 256, samples: n, loadAverage1mDuringRounds, contenders: rows, crossCheck,
+    batch: B, tokens: 256, samples: n, loadAverage1mDuringRounds, contenders: rows, failed, crossCheck,
     planStepRatios: Object.fromEntries(plans.map((p) => [p, g(`ditfa ${p}`) / g('ditfa raw (generation)')])),
   };
 }
@@ -301,7 +318,7 @@ async function large(kind) {
     ...(torch ? [() => pytorch('pytorch fp32', { ...torchCfg, mode: 'fp32' }, { step: 'forward' }), () => pytorch('pytorch bf16', { ...torchCfg, mode: 'bf16' }, { step: 'forward' })] : []),
   ];
   const title = isDit ? `DiT-XL/2-512 (random weights, ${config.depth} blocks, batch 2, 1024 tokens)` : `PixArt-Σ-1024 (random weights, ${config.depth} of 28 blocks, batch 2, 4096 tokens, ${Lt} caption tokens)`;
-  const { all, loadAverage1mDuringRounds } = await race(title, makers);
+  const { all, failed, loadAverage1mDuringRounds } = await race(title, makers);
   const { rows } = summarize(all);
   table(rows);
   const side = (isDit ? config.input_size : config.sample_size) / 2;
@@ -314,7 +331,7 @@ async function large(kind) {
     'pytorch bf16 vs pytorch fp32': maxRelError(out['pytorch bf16'], out['pytorch fp32']),
   };
   say(`  cross-check: ${JSON.stringify(crossCheck)}`);
-  report.models[isDit ? 'dit-xl-2-512' : 'pixart-sigma-1024'] = { title, config, blocksOf28: config.depth, batch: 2, loadAverage1mDuringRounds, contenders: rows, crossCheck };
+  report.models[isDit ? 'dit-xl-2-512' : 'pixart-sigma-1024'] = { title, config, blocksOf28: config.depth, batch: 2, loadAverage1mDuringRounds, contenders: rows, failed, crossCheck };
 }
 
 async function memory() {

@@ -1,15 +1,16 @@
 import { existsSync } from 'node:fs';
-import { readFile, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
-import { type AttentionLayer, type PlanDocument, type PlanFingerprint, type Tensor, diffFingerprints, parsePlan, psnr } from '@ditfa/core';
+import { type AttentionLayer, type PlanDocument, type PlanFingerprint, type Tensor, psnr } from '@ditfa/core';
 import { type ModelBundle, type OpenSoraGenerateOptions, type Pipeline as OpenSoraPipeline, bundleRequest, readModelBundle, videoAnimation, videoGrid } from '@ditfa/models-opensora';
-import { THRESHOLDS, planHeatmapPng, type ThresholdName } from '@ditfa/planner';
+import { planHeatmapPng, type ThresholdName } from '@ditfa/planner';
 import { type Judge, type VideoScores, createJudges, scoreClips } from '@ditfa/quality';
 import { InputFileError } from '../errors.js';
 import type { Output } from '../output.js';
 import type { Progress } from '../progress.js';
 import { bundledModelsRoot } from '../session.js';
 import { findJudgeFiles } from './bench.js';
+import { matchingPlan } from './demo.js';
 import { calibrateOpenSora, openOpenSora } from './opensora.js';
 
 /** The bundled video model folder (`models/fashion-stdit3`), or null when this installation has none. */
@@ -189,14 +190,8 @@ async function videoPlanFor(
     [path.join(o.out, 'plans', `video-${level}.json`), 'cached'],
     [path.join(o.model, 'plans', `${level}.json`), 'shipped'],
   ];
-  if (!o.recalibrate) {
-    for (const [file, source] of candidates) {
-      if (!existsSync(file)) continue;
-      const plan = parsePlan(await readFile(file, 'utf8'));
-      if (diffFingerprints(plan.fingerprint, expected).length === 0 && plan.threshold.delta === THRESHOLDS[level]) return { plan, source };
-      out.note(`${file} was made for another configuration; calibrating ${level} again`);
-    }
-  }
+  const found = o.recalibrate ? null : await matchingPlan(level, candidates, expected, out);
+  if (found) return found;
   const file = candidates[0]![0];
   const plan = await calibrateOpenSora(
     {

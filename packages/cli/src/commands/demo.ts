@@ -114,14 +114,8 @@ async function planFor(
     [path.join(o.out, 'plans', `${level}.json`), 'cached'],
     [path.join(modelDir, 'plans', `${level}.json`), 'shipped'],
   ];
-  if (!o.recalibrate) {
-    for (const [file, source] of candidates) {
-      if (!existsSync(file)) continue;
-      const plan = parsePlan(await readFile(file, 'utf8'));
-      if (diffFingerprints(plan.fingerprint, expected).length === 0 && plan.threshold.delta === THRESHOLDS[level]) return { plan, source };
-      out.note(`${file} was made for another configuration; calibrating ${level} again`);
-    }
-  }
+  const found = o.recalibrate ? null : await matchingPlan(level, candidates, expected, out);
+  if (found) return found;
   const file = candidates[0]![0];
   const plan = await calibrate(
     { model: modelDir, threshold: level, steps: o.steps, sampler: 'dpm++', guidance: o.guidance, calib: o.calib, seed: 3, out: file, ...(o.threads ? { threads: o.threads } : {}) },
@@ -129,6 +123,25 @@ async function planFor(
     progress,
   );
   return { plan, source: 'calibrated' };
+}
+
+/**
+ * The first of `candidates` (cached, shipped) that holds a plan for `level` made for this run's
+ * fingerprint; null when none does (each file made for another configuration is noted).
+ */
+export async function matchingPlan(
+  level: ThresholdName,
+  candidates: ReadonlyArray<readonly [string, 'shipped' | 'cached']>,
+  expected: PlanFingerprint,
+  out: Output,
+): Promise<{ plan: PlanDocument; source: 'shipped' | 'cached' } | null> {
+  for (const [file, source] of candidates) {
+    if (!existsSync(file)) continue;
+    const plan = parsePlan(await readFile(file, 'utf8'));
+    if (diffFingerprints(plan.fingerprint, expected).length === 0 && plan.threshold.delta === THRESHOLDS[level]) return { plan, source };
+    out.note(`${file} was made for another configuration; calibrating ${level} again`);
+  }
+  return null;
 }
 
 function markdown(report: { model: string; steps: number; samples: number; seed: number; guidance: number; machine: Record<string, unknown>; seconds: number; imageSeconds: number }, rows: Row[], judges: readonly string[]): string {
