@@ -163,7 +163,7 @@ export function buildProgram(io: RunIo = {}): Command {
     .option('--recalibrate', 'calibrate every plan again instead of using shipped or cached ones', false)
     .option('--no-video', 'skip the video half (the bundled STDiT3 video model)')
     .option('--video-model <dir>', 'another video model bundle for the video half (default: the bundled models/fashion-stdit3)')
-    .addOption(new Option('--video-clips <n>', 'clips per video run (classes in turn)').argParser(positiveInt('--video-clips')).default(5))
+    .addOption(new Option('--video-clips <n>', 'clips per video run (classes in turn)').argParser(positiveInt('--video-clips')).default(10))
     .addOption(threads())
     .addHelpText('after', '\nExamples:\n  $ ditfa demo\n  $ ditfa demo --levels D2 D6 --samples 10 --video-clips 10 --out /tmp/demo\n  $ ditfa demo --no-video --recalibrate')
     .action(async (o) => {

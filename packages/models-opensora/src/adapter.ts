@@ -188,7 +188,7 @@ export class OpenSoraAdapter implements DenoiserModel<OpenSoraCondition, OpenSor
     this.#decoder ??= (async () => {
       const d = o.decoder!;
       const bytes = typeof d === 'string' ? new Uint8Array(await (await import('node:fs/promises')).readFile(d)) : d;
-      return createSession(bytes, o.threads === undefined ? {} : { threads: o.threads });
+      return createSession(bytes, { spinning: false, ...(o.threads === undefined ? {} : { threads: o.threads }) });
     })();
     const session = await this.#decoder;
     const ort = await loadOrt();

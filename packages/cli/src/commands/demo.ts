@@ -89,7 +89,7 @@ export async function demo(o: DemoOptions, out: Output, progress: Progress): Pro
   if (videoDir === null && o.video !== false) out.note('no bundled video model (models/fashion-stdit3): the video half is skipped');
   if (videoDir !== null) {
     video = await videoDemo(
-      { model: videoDir, out: o.out, clips: o.videoClips ?? 5, seed: o.seed, calib: 4, levels: o.levels, recalibrate: o.recalibrate, ...(o.threads ? { threads: o.threads } : {}) },
+      { model: videoDir, out: o.out, clips: o.videoClips ?? 10, seed: o.seed, calib: 4, levels: o.levels, recalibrate: o.recalibrate, ...(o.threads ? { threads: o.threads } : {}) },
       out,
       progress,
     );
