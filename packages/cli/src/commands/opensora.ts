@@ -118,7 +118,7 @@ export function openSoraSampler(version: 'stdit2' | 'stdit3', name: string, size
   if (name === 'iddpm' || name === 'iddpm-opensora') return samplerFactory({ kind: 'iddpm', iddpmVariant: 'opensora' });
   if (name === 'dpm++' || name === 'dpmpp-2m') return samplerFactory({ kind: 'dpmpp-2m' });
   if (name === 'ddim') return samplerFactory({ kind: 'ddim' });
-  throw new UsageError(`Expected --sampler rflow, rflow-plain, iddpm, dpm++ or ddim for an Open-Sora ${version} model but received ${JSON.stringify(name)}`);
+  throw new UsageError(`Expected --sampler rflow, rflow+transform, iddpm, dpm++ or ddim for an Open-Sora ${version} model but received ${JSON.stringify(name)}`);
 }
 
 /** The class ids of a bundle request: `--class` repeated to fill `--batch`, else 0, 1, … up to the batch. */
