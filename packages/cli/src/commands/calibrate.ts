@@ -36,10 +36,40 @@ export function calibrationLabels(n: number, classes: number, seed: number): num
   return Array.from({ length: n }, () => Math.min(classes - 1, Math.floor(rng.uniform() * classes)));
 }
 
+/**
+ * The plan search on a calibration target with a progress bar (a tick per decided (step, layer)), the plan
+ * written to `o.out` and reported (`explain()`, or JSON). Shared by every model family's `calibrate`.
+ */
+export async function searchAndWrite(
+  target: CalibrationTarget<unknown>,
+  o: { readonly threshold: string; readonly mode: 'prefix' | 'naive'; readonly steps: number; readonly out: string },
+  out: Output,
+  progress: Progress,
+  signal?: AbortSignal,
+): Promise<PlanDocument> {
+  const threshold = resolveThreshold(o.threshold);
+  const layers = target.layers;
+  progress.start(o.steps * layers.length, `calibrating ${threshold.name ?? `δ=${threshold.delta}`}`);
+  const plan = await searchPlan(target, {
+    threshold: o.threshold,
+    mode: o.mode,
+    generator: 'ditfa calibrate',
+    ...(signal ? { signal } : {}),
+    onProgress: (e) => {
+      if (e.type === 'layer-decided') progress.update(e.step * layers.length + e.layer + 1, `step ${e.step} layer ${layers[e.layer]!.id}: ${e.method}`);
+      if (e.type === 'step-done' && e.step === 0) progress.update(layers.length, 'step 0: full');
+    },
+  });
+  progress.stop();
+  await writeFile(o.out, serializePlan(plan));
+  out.result({ out: o.out, threshold: plan.threshold, totals: plan.totals, fingerprint: plan.fingerprint }, () => `${explain(plan)}plan written to ${o.out}\n`);
+  return plan;
+}
+
 /** Runs the plan search on a model directory and returns the plan (also written to `options.out`). */
 export async function calibrate(options: CalibrateOptions, out: Output, progress: Progress, signal?: AbortSignal): Promise<PlanDocument> {
   if (isOpenSoraModel(options.model)) return calibrateOpenSora(options, out, progress, signal);
-  const threshold = resolveThreshold(options.threshold);
+  resolveThreshold(options.threshold); // a bad threshold is a usage error before the model loads
   const pipe = await openPipeline(options.model, { ...(options.threads ? { threads: options.threads } : {}), ...(options.window === undefined ? {} : { window: options.window }), warn: out.warn });
   try {
     const config = pipe.model.config;
@@ -48,23 +78,7 @@ export async function calibrate(options: CalibrateOptions, out: Output, progress
     }
     const classLabels = calibrationLabels(options.calib, config.numClasses, options.seed);
     const target = pipe.calibrationTarget({ classLabels, seed: options.seed, steps: options.steps, guidanceScale: options.guidance, sampler: samplerKind(options.sampler) });
-    const layers = target.layers;
-    const total = options.steps * layers.length;
-    progress.start(total, `calibrating ${threshold.name ?? `δ=${threshold.delta}`}`);
-    const plan = await searchPlan(target as CalibrationTarget<unknown>, {
-      threshold: options.threshold,
-      mode: options.mode ?? 'prefix',
-      generator: 'ditfa calibrate',
-      ...(signal ? { signal } : {}),
-      onProgress: (e) => {
-        if (e.type === 'layer-decided') progress.update(e.step * layers.length + e.layer + 1, `step ${e.step} layer ${layers[e.layer]!.id}: ${e.method}`);
-        if (e.type === 'step-done' && e.step === 0) progress.update(layers.length, 'step 0: full');
-      },
-    });
-    progress.stop();
-    await writeFile(options.out, serializePlan(plan));
-    out.result({ out: options.out, threshold: plan.threshold, totals: plan.totals, fingerprint: plan.fingerprint }, () => `${explain(plan)}plan written to ${options.out}\n`);
-    return plan;
+    return await searchAndWrite(target as CalibrationTarget<unknown>, { threshold: options.threshold, mode: options.mode ?? 'prefix', steps: options.steps, out: options.out }, out, progress, signal);
   } finally {
     progress.stop();
     await pipe.dispose();

@@ -2,7 +2,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { fromFloat32, readSafetensors, toFloat32, writeSafetensors } from '@ditfa/checkpoint';
-import { type AttentionLayer, type PlanDocument, type Tensor, psnr, serializePlan, tensor, type WindowSpec } from '@ditfa/core';
+import { type AttentionLayer, type PlanDocument, type Tensor, psnr, tensor, type WindowSpec } from '@ditfa/core';
 import {
   type ModelBundle,
   type OpenSoraGenerateOptions,
@@ -19,9 +19,9 @@ import {
   videoAnimation,
   videoGrid,
 } from '@ditfa/models-opensora';
-import { explain, resolveThreshold, searchPlan, type CalibrationTarget } from '@ditfa/planner';
+import { resolveThreshold, type CalibrationTarget } from '@ditfa/planner';
 import { type SamplerFactory, samplerFactory } from '@ditfa/samplers';
-import { calibrationLabels } from './calibrate.js';
+import { calibrationLabels, searchAndWrite } from './calibrate.js';
 import { strategies as ascStrategies } from '@ditfa/strategy-asc';
 import { strategies as astStrategies } from '@ditfa/strategy-ast';
 import { strategies as warsStrategies } from '@ditfa/strategy-wars';
@@ -239,29 +239,13 @@ export interface OpenSoraCalibrateCliOptions extends OpenSoraCliOptions {
 
 /** `ditfa calibrate` on an Open-Sora model: the calibration batch is the caption file's captions. */
 export async function calibrateOpenSora(o: OpenSoraCalibrateCliOptions, out: Output, progress: Progress, signal?: AbortSignal): Promise<PlanDocument> {
-  const threshold = resolveThreshold(o.threshold);
+  resolveThreshold(o.threshold); // a bad threshold is a usage error before the model loads
   const pipe = await openOpenSora(o.model, { warn: out.warn, ...(o.threads ? { threads: o.threads } : {}) });
   try {
     const bundle = readModelBundle(o.model);
     const classes = bundle?.classCaptions && !o.captionEmbeddings ? calibrationLabels(o.calib ?? 8, bundle.classCaptions.names.length, o.seed) : undefined;
     const request = openSoraRequest(pipe, classes ? { ...o, class: classes, batch: classes.length } : o, undefined, bundle);
-    const target = pipe.calibrationTarget(request);
-    const layers = target.layers;
-    progress.start(request.steps * layers.length, `calibrating ${threshold.name ?? `δ=${threshold.delta}`}`);
-    const plan = await searchPlan(target as CalibrationTarget<unknown>, {
-      threshold: o.threshold,
-      mode: o.mode ?? 'prefix',
-      generator: 'ditfa calibrate',
-      ...(signal ? { signal } : {}),
-      onProgress: (e) => {
-        if (e.type === 'layer-decided') progress.update(e.step * layers.length + e.layer + 1, `step ${e.step} layer ${layers[e.layer]!.id}: ${e.method}`);
-        if (e.type === 'step-done' && e.step === 0) progress.update(layers.length, 'step 0: full');
-      },
-    });
-    progress.stop();
-    await writeFile(o.out, serializePlan(plan));
-    out.result({ out: o.out, threshold: plan.threshold, totals: plan.totals, fingerprint: plan.fingerprint }, () => `${explain(plan)}plan written to ${o.out}\n`);
-    return plan;
+    return await searchAndWrite(pipe.calibrationTarget(request) as CalibrationTarget<unknown>, { threshold: o.threshold, mode: o.mode ?? 'prefix', steps: request.steps, out: o.out }, out, progress, signal);
   } finally {
     progress.stop();
     await pipe.dispose();
