@@ -125,7 +125,7 @@ def main(argv=None) -> None:
         for n, sc in scores.items():
             print(f"{n}: per-frame accuracy {100 * sc['frame_accuracy']:.1f} %, Fréchet {sc['frechet']:.3f}, per class "
                   + " ".join(f"{100 * a:.0f}" for a in sc["per_class_frame_accuracy"] if a is not None))
-    names = ", ".join(FASHION_CLASSES[int(c)] for c in cls)
+    names = ", ".join(FASHION_CLASSES[int(c)] for c in cls[:10]) + (f", … ({B - 10} more)" if B > 10 else "")
     print(f"step {step}: {B} clips ({names}), {args.steps} RFLOW steps, cfg {args.cfg}, {dt:.1f} s -> {path}.png"
           + (" (rows below: the real clips)" if real is not None else ""))
 

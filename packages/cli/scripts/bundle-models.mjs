@@ -1,5 +1,6 @@
-// prepack: copies the bundled model, its shipped plans and the two classifiers that judge it (J1, J2) from the
-// repository's models/ into this package, so that an installed `ditfa` finds them without the monorepo.
+// prepack: copies the bundled models (the image DiT and the STDiT3 video model), their shipped plans and the
+// two classifiers that judge them (J1, J2) from the repository's models/ into this package, so that an
+// installed `ditfa` (and its demo's video half) finds them without the monorepo.
 // postpack (`--clean`): removes that copy again.
 import { cpSync, existsSync, rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -16,6 +17,11 @@ const entries = [
   'fashion-dit/weights.safetensors',
   'fashion-dit/README.md',
   'fashion-dit/plans',
+  'fashion-stdit3/config.json',
+  'fashion-stdit3/model.safetensors',
+  'fashion-stdit3/captions.safetensors',
+  'fashion-stdit3/README.md',
+  'fashion-stdit3/plans',
   'fashion-classifier.onnx',
   'fashion-classifier-stats.safetensors',
   'fashion-classifier.json',

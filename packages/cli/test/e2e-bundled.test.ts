@@ -97,7 +97,7 @@ describe.skipIf(!videoPresent)('ditfa end to end on the bundled video model', { 
 
   it('demo video half: the shipped plans, FLOPs per site, both judges on every frame, grids and animations', async () => {
     const out = join(dir, 'demo');
-    const r = await cli('--json', 'demo', '--samples', '1', '--levels', 'D1', 'D6', '--video-clips', '1', '--out', out);
+    const r = await cli('--json', 'demo', '--samples', '2', '--levels', 'D1', 'D6', '--video-clips', '1', '--out', out);
     expect(r.code, r.err).toBe(ExitCode.Ok);
     const v = JSON.parse(readFileSync(join(out, 'report.json'), 'utf8')).video;
     expect(v.rows.map((row: { level: string }) => row.level)).toEqual(['raw', 'D1', 'D6']);
