@@ -9,6 +9,13 @@ import { loadModel } from '../src/load.js';
 import { type Pipeline, createPipeline } from '../src/pipeline.js';
 import { maxRelError, maxScaledError } from './fixtures.js';
 
+/**
+ * The final output against PyTorch float32: 2e-4 of max(|b|, 1). The model retrained to step 5353 gives
+ * 1.24e-4 (native engine) and 1.26e-4 (onnxruntime) — the two engines agree with each other to 1e-5, so
+ * this is float32 summation order against PyTorch's, not an engine error; the intermediates stay at 1e-4.
+ */
+const OUTPUT_TOL = 2e-4;
+
 // The pixel-space DiT trained on Fashion-MNIST (models/fashion-dit: weights, config.json in DiT-original
 // names, and golden.safetensors written by tools/export_model.py from the PyTorch module).
 const dir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../models/fashion-dit');
@@ -32,7 +39,7 @@ describe.skipIf(!present)('golden: models/fashion-dit (1 channel in, 2 out, 32×
   it('loads from the folder and matches the forward, its intermediates and the CFG forward', async () => {
     const traced = new Map<string, Tensor>();
     const { output } = await pipe.model.forward(f32('input.x'), ints('input.t'), { classLabels: ints('input.y') }, { trace: (n, v) => traced.set(n, v) });
-    expect(maxRelError(output.data, f32('output.out').data)).toBeLessThan(1e-4);
+    expect(maxRelError(output.data, f32('output.out').data)).toBeLessThan(OUTPUT_TOL);
     for (const [mine, theirs] of [['tokens', 'x_tokens'], ['c', 'c'], ['t_freq', 't_freq'], ['block.0.out', 'block.0.out'], ['block.5.out', 'block.5.out'], ['final_tokens', 'final_tokens']]) {
       // The trained model's residual stream reaches |x| ≈ 50 by block 5, where ORT's and PyTorch's float32
       // summation orders differ by up to 2.8e-4 on entries near 1: compare at the tensor's scale.
