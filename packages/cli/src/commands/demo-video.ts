@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
-import { type AttentionLayer, type PlanDocument, type PlanFingerprint, type Tensor, psnr } from '@ditfa/core';
+import { type AttentionLayer, type PlanDocument, type PlanFingerprint, type Tensor, layerShape, psnr, rawAttentionFlops } from '@ditfa/core';
 import { type ModelBundle, type OpenSoraGenerateOptions, type Pipeline as OpenSoraPipeline, bundleRequest, readModelBundle, videoAnimation, videoGrid } from '@ditfa/models-opensora';
 import { planHeatmapPng, type ThresholdName } from '@ditfa/planner';
 import { type Judge, type VideoScores, createJudges, scoreClips } from '@ditfa/quality';
@@ -67,9 +67,6 @@ export interface VideoReport {
   readonly rows: readonly VideoRow[];
 }
 
-/** Full-attention FLOPs of one call of a layer (QKᵀ and PV). */
-const rawFlops = (l: AttentionLayer): number => 4 * l.batch * l.heads * l.tokens * (l.kvTokens ?? l.tokens) * l.headDim;
-
 /** Per site, the plan's attention FLOPs ÷ full attention (a raw run: 1 everywhere). */
 export function siteFractions(layers: readonly AttentionLayer[], plan: PlanDocument | null): Record<string, number> {
   const num = new Map<string, number>();
@@ -77,7 +74,7 @@ export function siteFractions(layers: readonly AttentionLayer[], plan: PlanDocum
   const steps = plan ? plan.steps.length : 1;
   for (let s = 0; s < steps; s++) {
     layers.forEach((l, i) => {
-      const f = rawFlops(l);
+      const f = rawAttentionFlops(layerShape(l));
       num.set(l.site, (num.get(l.site) ?? 0) + f * (plan ? plan.steps[s]![i]!.flopsFraction : 1));
       den.set(l.site, (den.get(l.site) ?? 0) + f);
     });
