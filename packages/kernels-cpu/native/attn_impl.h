@@ -72,6 +72,7 @@ struct Scratch {
   float* st2 = nullptr;  // BC × BR
   uint32_t* pk = nullptr;  // bf16: BC/2 × BR pairs of probabilities
   std::vector<Segment> segs;
+  std::vector<Segment> chunks;  // the segments cut into chunks of at most BC keys
   Scratch() {
     const size_t big = static_cast<size_t>(kMaxHeadDim) * BR * sizeof(float);
     const size_t small = static_cast<size_t>(BC) * BR * sizeof(float);
@@ -83,6 +84,7 @@ struct Scratch {
     pk = static_cast<uint32_t*>(std::aligned_alloc(64, small));
     if (!qt || !ow || !ox || !st || !st2 || !pk) throw std::bad_alloc();
     segs.reserve(64);
+    chunks.reserve(128);
   }
   ~Scratch() {
     std::free(qt);
@@ -767,20 +769,66 @@ void sweep(const AttnArgs& a, const Tile& tile, Scratch& s, State& st, Acc& accW
   kv.vodd = kv.veven + P * a.D;
 #endif
   for (int rv = 0; rv < NRV; rv++) st.m[rv] = st.mw[rv] = Simd::set1(kNegInf);
+  // In plain window attention an outside segment never reaches chunk(); in full attention everything
+  // is inside. Chunks of equal size (at most BC): no tiny tail chunk paying a whole chunk's fixed costs.
+  s.chunks.clear();
   for (const Segment& seg : s.segs) {
     if (windowOnly && seg.cls == kOutside) continue;
-    // In plain window attention, the full call and the residual-add call, an outside segment never
-    // reaches chunk(); in full attention everything is inside.
-    // Chunks of equal size (at most BC): no tiny tail chunk paying a whole chunk's fixed costs.
     const int64_t len = seg.end - seg.begin, n = (len + BC - 1) / BC;
     for (int64_t c = 0; c < n; c++) {
       const int64_t j = seg.begin + len * c / n;
-      const int nk = static_cast<int>(seg.begin + len * (c + 1) / n - j);
-      chunk(a, tile, s, st, accW, accX, kv, j, nk, seg.cls);
+      s.chunks.push_back({j, seg.begin + len * (c + 1) / n, seg.cls});
     }
+  }
+#if !defined(DITFA_BF16)
+  // K and V read in place are rows H·D floats apart (another 4-KiB page each at DiT's sizes), which the
+  // hardware prefetchers do not follow: the keys a tile sees first in this call (a window's leading
+  // edge, all of them in the first tile of a head) each cost a wait on memory. The next chunk's rows are
+  // requested while this one computes.
+  const bool strided = kv.stride != kv.D;
+  const auto prefetch_keys = [&](const Segment& c) {
+    for (int64_t j = c.begin; j < c.end; j++) {
+      const char* kr = reinterpret_cast<const char*>(kv.k + j * kv.stride);
+      const char* vr = reinterpret_cast<const char*>(kv.v + j * kv.stride);
+      for (int64_t off = 0; off < kv.D * 4; off += 64) {
+        __builtin_prefetch(kr + off, 0, 3);
+        __builtin_prefetch(vr + off, 0, 3);
+      }
+      __builtin_prefetch(kr + kv.D * 4 - 1, 0, 3);
+      __builtin_prefetch(vr + kv.D * 4 - 1, 0, 3);
+    }
+  };
+  if (strided && !s.chunks.empty()) prefetch_keys(s.chunks[0]);
+#endif
+  for (size_t i = 0; i < s.chunks.size(); i++) {
+    const Segment& c = s.chunks[i];
+#if !defined(DITFA_BF16)
+    if (strided && i + 1 < s.chunks.size()) prefetch_keys(s.chunks[i + 1]);
+#endif
+    chunk(a, tile, s, st, accW, accX, kv, c.begin, static_cast<int>(c.end - c.begin), c.cls);
   }
 }
 
+
+// Requests the D floats of each of the tile's token rows (`base` + token·HD) into the cache.
+void prefetch_rows(const Tile& tile, const float* base, int64_t HD, int64_t D, int forWrite) {
+  for (int r = 0; r < tile.nq; r++) {
+    const char* p = reinterpret_cast<const char*>(base + tile.tok[r] * HD);
+    const int64_t bytes = D * 4;
+    for (int64_t off = 0; off < bytes; off += 64) {
+      if (forWrite) {
+        __builtin_prefetch(p + off, 1, 3);
+      } else {
+        __builtin_prefetch(p + off, 0, 3);
+      }
+    }
+    if (forWrite) {
+      __builtin_prefetch(p + bytes - 1, 1, 3);
+    } else {
+      __builtin_prefetch(p + bytes - 1, 0, 3);
+    }
+  }
+}
 
 void run_tile(const AttnArgs& a, int64_t b, int64_t h, int64_t t) {
   Scratch& s = scratch();
@@ -789,6 +837,16 @@ void run_tile(const AttnArgs& a, int64_t b, int64_t h, int64_t t) {
   const int64_t D = a.D, HD = a.H * a.D;
   const float qscale = a.scale * kLog2e;
   const float* qbase = a.q + (b * a.Lq * a.H + h) * D;
+  // In [B, L, H, D] one head's D channels of consecutive tokens are H·D floats apart: at DiT-XL/2's
+  // sizes every row of the tile is in another 4-KiB page, which the hardware prefetchers do not cross, so
+  // reading Q and writing the output row by row waited on one miss after another (window attention at
+  // DiT-XL/2's size spent more time there than on its band). Requesting every row up front overlaps the
+  // misses of Q and hides those of the output and the residual behind the sweep.
+  prefetch_rows(tile, qbase, HD, D, 0);
+  prefetch_rows(tile, a.out + (b * a.Lq * a.H + h) * D, HD, D, 1);
+  if (a.op == Op::WindowResidual || a.op == Op::FullResidual) {
+    prefetch_rows(tile, a.aux + (b * a.Lq * a.H + h) * D, HD, D, a.op == Op::FullResidual ? 1 : 0);
+  }
 #if defined(DITFA_BF16)
   uint32_t* qt2 = reinterpret_cast<uint32_t*>(s.qt);
   if (static_cast<double>(a.Lq) * static_cast<double>(HD) < 2147483647.0) {
@@ -818,6 +876,20 @@ void run_tile(const AttnArgs& a, int64_t b, int64_t h, int64_t t) {
     for (int r = 0; r < BR; r++) qt2[d * BR + r] = 0;
   amx_begin();
 #endif
+#elif defined(DITFA_SIMD_AVX512)
+  // 16 lanes × 16 channels at a time through a register transpose (padding lanes repeat a token).
+  {
+    const F qs = Simd::set1(qscale);
+    for (int lb = 0; lb < BR / 16; lb++) {
+      for (int64_t d0 = 0; d0 < D; d0 += 16) {
+        const __mmask16 dm = static_cast<__mmask16>(D - d0 >= 16 ? 0xffff : (1u << (D - d0)) - 1u);
+        __m512 r[16];
+        for (int i = 0; i < 16; i++) r[i] = Simd::mul(_mm512_maskz_loadu_ps(dm, qbase + tile.tok[lb * 16 + i] * HD + d0), qs);
+        transpose16(r);
+        for (int64_t j = 0; j < 16 && d0 + j < D; j++) Simd::store(s.qt + (d0 + j) * BR + lb * 16, r[j]);
+      }
+    }
+  }
 #else
   for (int r = 0; r < BR; r++) {
     const float* qr = qbase + tile.tok[r] * HD;
