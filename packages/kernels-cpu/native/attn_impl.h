@@ -62,6 +62,16 @@ struct Segment {
   int64_t begin, end;
   Cls cls;
 };
+// Row vectors [ra, rb) of a chunk: every one of the tile's, or (fp32 only, see sweep) a single one.
+struct Rows {
+  int ra, rb;
+};
+constexpr Rows kAllRows{0, NRV};
+struct Piece {
+  int64_t begin, end;
+  Cls cls;
+  Rows rows;
+};
 
 // Per-thread scratch, on the heap (large static TLS blocks fail in dlopen-ed addons).
 struct Scratch {
@@ -72,7 +82,7 @@ struct Scratch {
   float* st2 = nullptr;  // BC × BR
   uint32_t* pk = nullptr;  // bf16: BC/2 × BR pairs of probabilities
   std::vector<Segment> segs;
-  std::vector<Segment> chunks;  // the segments cut into chunks of at most BC keys
+  std::vector<Piece> chunks;  // the segments cut into chunks of at most BC keys
   Scratch() {
     const size_t big = static_cast<size_t>(kMaxHeadDim) * BR * sizeof(float);
     const size_t small = static_cast<size_t>(BC) * BR * sizeof(float);
@@ -257,73 +267,80 @@ void prepare(const AttnArgs& a, uint32_t* kb, uint32_t* vb, int64_t b, int64_t h
 #endif
 
 #if !defined(DITFA_BF16)
-// st[jj][lane] = Σ_d k[j0 + jj][d] · qt[d][lane] for a block of J keys (J ≤ NJ).
-template <int J>
+// st[jj][lane] = Σ_d k[j0 + jj][d] · qt[d][lane] for a block of J keys, on NR row vectors from `qt`
+// (NR < NRV: a window's edge keys that only some of the tile's row vectors see; the pointers start at
+// the first of them).
+template <int J, int NR>
 inline void qk_block(const float* qt, const float* kp, int64_t ks, int64_t D, float* st, F* cmax) {
-  F acc[J][NRV];
+  F acc[J][NR];
   for (int jj = 0; jj < J; jj++)
-    for (int rv = 0; rv < NRV; rv++) acc[jj][rv] = Simd::zero();
+    for (int rv = 0; rv < NR; rv++) acc[jj][rv] = Simd::zero();
   for (int64_t d = 0; d < D; d++) {
-    F qv[NRV];
-    for (int rv = 0; rv < NRV; rv++) qv[rv] = Simd::load(qt + d * BR + rv * W);
+    F qv[NR];
+    for (int rv = 0; rv < NR; rv++) qv[rv] = Simd::load(qt + d * BR + rv * W);
     for (int jj = 0; jj < J; jj++) {
       const F kb = Simd::set1(kp[jj * ks + d]);
-      for (int rv = 0; rv < NRV; rv++) acc[jj][rv] = Simd::fma(kb, qv[rv], acc[jj][rv]);
+      for (int rv = 0; rv < NR; rv++) acc[jj][rv] = Simd::fma(kb, qv[rv], acc[jj][rv]);
     }
   }
   for (int jj = 0; jj < J; jj++) {
-    for (int rv = 0; rv < NRV; rv++) {
+    for (int rv = 0; rv < NR; rv++) {
       Simd::store(st + jj * BR + rv * W, acc[jj][rv]);
       cmax[rv] = Simd::max(cmax[rv], acc[jj][rv]);
     }
   }
 }
 
-template <int J>
+template <int J, int NR>
 inline void qk_tail(int rem, const float* qt, const float* kp, int64_t ks, int64_t D, float* st, F* cmax) {
   if constexpr (J > 0) {
-    if (rem == J) return qk_block<J>(qt, kp, ks, D, st, cmax);
-    qk_tail<J - 1>(rem, qt, kp, ks, D, st, cmax);
+    if (rem == J) return qk_block<J, NR>(qt, kp, ks, D, st, cmax);
+    qk_tail<J - 1, NR>(rem, qt, kp, ks, D, st, cmax);
   }
 }
 
+// Register blocks keep NJ·NRV (q·kᵀ) and ND·NRV (p·v) accumulators whatever the number of row vectors.
+template <int NR>
 void qk_f32(const float* qt, const float* kp, int64_t ks, int64_t D, int nk, float* st, F* cmax) {
+  constexpr int JB = NJ * NRV / NR;
   int j = 0;
-  for (; j + NJ <= nk; j += NJ) qk_block<NJ>(qt, kp + j * ks, ks, D, st + j * BR, cmax);
-  if (j < nk) qk_tail<NJ - 1>(nk - j, qt, kp + j * ks, ks, D, st + j * BR, cmax);
+  for (; j + JB <= nk; j += JB) qk_block<JB, NR>(qt, kp + j * ks, ks, D, st + j * BR, cmax);
+  if (j < nk) qk_tail<JB - 1, NR>(nk - j, qt, kp + j * ks, ks, D, st + j * BR, cmax);
 }
 
-// ot[d][lane] = ot[d][lane]·fac[lane] + Σ_j v[j][d] · pt[j][lane] for K channels d0..d0+K.
-template <int K>
+// ot[d][lane] = ot[d][lane]·fac[lane] + Σ_j v[j][d] · pt[j][lane] for K channels d0..d0+K, NR row vectors.
+template <int K, int NR>
 inline void pv_block(float* ot, const float* pt, const float* vp, int64_t vs, int nk, const F* fac) {
-  F acc[K][NRV];
+  F acc[K][NR];
   for (int dd = 0; dd < K; dd++)
-    for (int rv = 0; rv < NRV; rv++) acc[dd][rv] = Simd::mul(Simd::load(ot + dd * BR + rv * W), fac[rv]);
+    for (int rv = 0; rv < NR; rv++) acc[dd][rv] = Simd::mul(Simd::load(ot + dd * BR + rv * W), fac[rv]);
   for (int j = 0; j < nk; j++) {
-    F pv[NRV];
-    for (int rv = 0; rv < NRV; rv++) pv[rv] = Simd::load(pt + j * BR + rv * W);
+    F pv[NR];
+    for (int rv = 0; rv < NR; rv++) pv[rv] = Simd::load(pt + j * BR + rv * W);
     const float* vr = vp + j * vs;
     for (int dd = 0; dd < K; dd++) {
       const F vb = Simd::set1(vr[dd]);
-      for (int rv = 0; rv < NRV; rv++) acc[dd][rv] = Simd::fma(vb, pv[rv], acc[dd][rv]);
+      for (int rv = 0; rv < NR; rv++) acc[dd][rv] = Simd::fma(vb, pv[rv], acc[dd][rv]);
     }
   }
   for (int dd = 0; dd < K; dd++)
-    for (int rv = 0; rv < NRV; rv++) Simd::store(ot + dd * BR + rv * W, acc[dd][rv]);
+    for (int rv = 0; rv < NR; rv++) Simd::store(ot + dd * BR + rv * W, acc[dd][rv]);
 }
 
-template <int K>
+template <int K, int NR>
 inline void pv_tail(int rem, float* ot, const float* pt, const float* vp, int64_t vs, int nk, const F* fac) {
   if constexpr (K > 0) {
-    if (rem == K) return pv_block<K>(ot, pt, vp, vs, nk, fac);
-    pv_tail<K - 1>(rem, ot, pt, vp, vs, nk, fac);
+    if (rem == K) return pv_block<K, NR>(ot, pt, vp, vs, nk, fac);
+    pv_tail<K - 1, NR>(rem, ot, pt, vp, vs, nk, fac);
   }
 }
 
+template <int NR>
 void pv_f32(float* ot, const float* pt, const float* vp, int64_t vs, int64_t D, int nk, const F* fac) {
+  constexpr int KB = ND * NRV / NR;
   int64_t d = 0;
-  for (; d + ND <= D; d += ND) pv_block<ND>(ot + d * BR, pt, vp + d, vs, nk, fac);
-  if (d < D) pv_tail<ND - 1>(static_cast<int>(D - d), ot + d * BR, pt, vp + d, vs, nk, fac);
+  for (; d + KB <= D; d += KB) pv_block<KB, NR>(ot + d * BR, pt, vp + d, vs, nk, fac);
+  if (d < D) pv_tail<KB - 1, NR>(static_cast<int>(D - d), ot + d * BR, pt, vp + d, vs, nk, fac);
 }
 
 #endif
@@ -520,8 +537,8 @@ size_t prep_bytes_v(const AttnArgs& a) { return static_cast<size_t>(a.B * a.H * 
 #endif
 #endif
 
-// Scores of keys [j0, j0 + nk) for every lane: st[j][lane]; cmax gets their maximum per lane.
-void qk(const float* qt, const KV& kv, int64_t j0, int nk, float* st, F* cmax) {
+// Scores of keys [j0, j0 + nk) for the lanes of `rows`: st[j][lane]; cmax gets their maximum per lane.
+void qk(const float* qt, const KV& kv, int64_t j0, int nk, float* st, F* cmax, Rows rows) {
 #if defined(DITFA_AMX)
   // Sᵀ (16 keys × 16 lanes per tile) = K rows (A) · Qᵀ channel pairs (B). Two key blocks at a time share
   // each Qᵀ load: tiles 0, 1 (block a, lane halves), 2, 3 (block b), 4, 5 (K of a, b), 6, 7 (Qᵀ halves).
@@ -571,12 +588,16 @@ void qk(const float* qt, const KV& kv, int64_t j0, int nk, float* st, F* cmax) {
   for (; j + NJ <= nk; j += NJ) qk_block_bf16<NJ>(qt2, kp + j * D2, D2, st + j * BR, cmax);
   if (j < nk) qk_tail_bf16<NJ - 1>(nk - j, qt2, kp + j * D2, D2, st + j * BR, cmax);
 #else
-  qk_f32(qt, kv.k + j0 * kv.stride, kv.stride, kv.D, nk, st, cmax);
+  if (rows.rb - rows.ra == NRV) {
+    qk_f32<NRV>(qt, kv.k + j0 * kv.stride, kv.stride, kv.D, nk, st, cmax);
+  } else {
+    qk_f32<1>(qt + rows.ra * W, kv.k + j0 * kv.stride, kv.stride, kv.D, nk, st + rows.ra * W, cmax + rows.ra);
+  }
 #endif
 }
 
-// ot = ot·fac + p·v over keys [j0, j0 + nk). `pk` is bf16 scratch (unused for fp32).
-void pv(float* ot, const float* pt, const KV& kv, int64_t j0, int nk, const F* fac, uint32_t* pk) {
+// ot = ot·fac + p·v over keys [j0, j0 + nk) for the lanes of `rows`. `pk` is bf16 scratch (unused for fp32).
+void pv(float* ot, const float* pt, const KV& kv, int64_t j0, int nk, const F* fac, uint32_t* pk, Rows rows) {
 #if defined(DITFA_AMX)
   // Probabilities as key pairs per lane (the B layout), zero beyond nk up to the 32-key step.
   const int np = (nk + 1) / 2, ksteps = (nk + 31) / 32;
@@ -641,7 +662,11 @@ void pv(float* ot, const float* pt, const KV& kv, int64_t j0, int nk, const F* f
   if (d < D) pv_tail_bf16<ND - 1>(static_cast<int>(D - d), ot + d * BR, pk, vp + d, D, np, fac);
 #else
   (void)pk;
-  pv_f32(ot, pt, kv.v + j0 * kv.stride, kv.stride, kv.D, nk, fac);
+  if (rows.rb - rows.ra == NRV) {
+    pv_f32<NRV>(ot, pt, kv.v + j0 * kv.stride, kv.stride, kv.D, nk, fac);
+  } else {
+    pv_f32<1>(ot + rows.ra * W, pt + rows.ra * W, kv.v + j0 * kv.stride, kv.stride, kv.D, nk, fac + rows.ra);
+  }
 #endif
 }
 
@@ -658,14 +683,15 @@ struct Acc {
     }
   }
   // Rebases onto `m` (which is >= ref or the stand-in 0 for an all -inf lane) and adds p·v.
-  void add(const float* pt, const KV& kv, int64_t j0, int nk, const F* m, const F* psum, uint32_t* pk) {
+  // Row vectors outside `rows` are left as they are.
+  void add(const float* pt, const KV& kv, int64_t j0, int nk, const F* m, const F* psum, uint32_t* pk, Rows rows) {
     F fac[NRV];
-    for (int rv = 0; rv < NRV; rv++) {
+    for (int rv = rows.ra; rv < rows.rb; rv++) {
       fac[rv] = Simd::exp2(Simd::sub(ref[rv], m[rv]));
       l[rv] = Simd::fma(l[rv], fac[rv], psum[rv]);
       ref[rv] = m[rv];
     }
-    pv(ot, pt, kv, j0, nk, fac, pk);
+    pv(ot, pt, kv, j0, nk, fac, pk, rows);
   }
   // Factor that brings this accumulator onto the final maximum m.
   F factor(int rv, F m) const { return Simd::exp2(Simd::sub(ref[rv], m)); }
@@ -676,20 +702,23 @@ struct State {
   F mw[NRV];  // fused only: running maximum over in-window keys
 };
 
-// Processes keys [j0, j0 + nk) of class `cls` for one tile.
-void chunk(const AttnArgs& a, const Tile& tile, Scratch& s, State& st, Acc& accW, Acc* accX, const KV& kv, int64_t j0, int nk, Cls cls) {
+// Processes keys [j0, j0 + nk) of class `cls` for the tile's row vectors `rows` (the others are untouched).
+void chunk(const AttnArgs& a, const Tile& tile, Scratch& s, State& st, Acc& accW, Acc* accX, const KV& kv, int64_t j0, int nk, Cls cls, Rows rows) {
   const bool fused = accX != nullptr;
   const bool masked = cls == kMixed;
-  F cmax[NRV], wmax[NRV];
-  for (int rv = 0; rv < NRV; rv++) cmax[rv] = wmax[rv] = Simd::set1(kNegInf);
-  qk(s.qt, kv, j0, nk, s.st, cmax);
+  F cmax[NRV], wmax[NRV], muse[NRV], sumA[NRV], sumB[NRV];
+  for (int rv = 0; rv < NRV; rv++) {
+    cmax[rv] = wmax[rv] = Simd::set1(kNegInf);
+    muse[rv] = sumA[rv] = sumB[rv] = Simd::zero();
+  }
+  qk(s.qt, kv, j0, nk, s.st, cmax, rows);
   // Masked chunks: maxima again, without the masked entries (they are excluded from the window's
   // maximum, and from everything in plain window attention).
   if (masked) {
-    for (int rv = 0; rv < NRV; rv++) cmax[rv] = Simd::set1(kNegInf);
+    for (int rv = rows.ra; rv < rows.rb; rv++) cmax[rv] = Simd::set1(kNegInf);
   }
   for (int j = 0; masked && j < nk; j++) {
-    for (int rv = 0; rv < NRV; rv++) {
+    for (int rv = rows.ra; rv < rows.rb; rv++) {
       F x = Simd::load(s.st + j * BR + rv * W);
       if (masked) {
         const F xm = Simd::select(allowed(a, tile, rv, j0 + j), x, Simd::set1(kNegInf));
@@ -702,8 +731,7 @@ void chunk(const AttnArgs& a, const Tile& tile, Scratch& s, State& st, Acc& accW
       cmax[rv] = Simd::max(cmax[rv], x);
     }
   }
-  F muse[NRV];
-  for (int rv = 0; rv < NRV; rv++) {
+  for (int rv = rows.ra; rv < rows.rb; rv++) {
     st.m[rv] = Simd::max(st.m[rv], cmax[rv]);
     // A lane that has seen only masked keys so far has m = -inf; 0 stands in so exp2 stays finite.
     muse[rv] = Simd::select(Simd::eq(st.m[rv], Simd::set1(kNegInf)), Simd::zero(), st.m[rv]);
@@ -711,11 +739,9 @@ void chunk(const AttnArgs& a, const Tile& tile, Scratch& s, State& st, Acc& accW
   }
   // Pass 2: probabilities and their sums, split between the window and outside accumulators in the
   // fused call.
-  F sumA[NRV], sumB[NRV];
-  for (int rv = 0; rv < NRV; rv++) sumA[rv] = sumB[rv] = Simd::zero();
   const bool split = fused && masked;
   for (int j = 0; j < nk; j++) {
-    for (int rv = 0; rv < NRV; rv++) {
+    for (int rv = rows.ra; rv < rows.rb; rv++) {
       float* sp = s.st + j * BR + rv * W;
 #if defined(DITFA_BF16)
       const F p = Simd::exp2_bf16(Simd::sub(Simd::load(sp), muse[rv]));
@@ -736,12 +762,43 @@ void chunk(const AttnArgs& a, const Tile& tile, Scratch& s, State& st, Acc& accW
     }
   }
   if (!fused || cls == kInside) {
-    accW.add(s.st, kv, j0, nk, muse, sumA, s.pk);
+    accW.add(s.st, kv, j0, nk, muse, sumA, s.pk, rows);
   } else if (cls == kOutside) {
-    accX->add(s.st, kv, j0, nk, muse, sumA, s.pk);
+    accX->add(s.st, kv, j0, nk, muse, sumA, s.pk, rows);
   } else {
-    accW.add(s.st, kv, j0, nk, muse, sumA, s.pk);
-    accX->add(s.st2, kv, j0, nk, muse, sumB, s.pk);
+    accW.add(s.st, kv, j0, nk, muse, sumA, s.pk, rows);
+    accX->add(s.st2, kv, j0, nk, muse, sumB, s.pk, rows);
+  }
+}
+
+// Requests the D floats at `row` into the cache.
+inline void prefetch_row(const float* row, int64_t D, bool forWrite) {
+  const char* p = reinterpret_cast<const char*>(row);
+  const int64_t bytes = D * 4;
+  for (int64_t off = 0; off < bytes; off += 64) {
+    if (forWrite) {
+      __builtin_prefetch(p + off, 1, 3);
+    } else {
+      __builtin_prefetch(p + off, 0, 3);
+    }
+  }
+  if (forWrite) {
+    __builtin_prefetch(p + bytes - 1, 1, 3);
+  } else {
+    __builtin_prefetch(p + bytes - 1, 0, 3);
+  }
+}
+
+// The rows a tile of (b, h) reads and writes outside K/V: Q, the output and (residual ops) the residual.
+template <typename Fn>
+void tile_rows(const AttnArgs& a, const Tile& tile, int64_t b, int64_t h, Fn fn) {
+  const int64_t HD = a.H * a.D, base = (b * a.Lq * a.H + h) * a.D;
+  const bool aux = a.op == Op::WindowResidual || a.op == Op::FullResidual;
+  for (int r = 0; r < tile.nq; r++) {
+    const int64_t off = base + tile.tok[r] * HD;
+    fn(a.q + off, false);
+    fn(a.out + off, true);
+    if (aux) fn(a.aux + off, a.op == Op::FullResidual);
   }
 }
 
@@ -772,12 +829,48 @@ void sweep(const AttnArgs& a, const Tile& tile, Scratch& s, State& st, Acc& accW
   // In plain window attention an outside segment never reaches chunk(); in full attention everything
   // is inside. Chunks of equal size (at most BC): no tiny tail chunk paying a whole chunk's fixed costs.
   s.chunks.clear();
+  const auto cut = [&](int64_t begin, int64_t end, Cls cls, Rows rows) {
+    const int64_t len = end - begin, n = (len + BC - 1) / BC;
+    for (int64_t c = 0; c < n; c++) s.chunks.push_back({begin + len * c / n, begin + len * (c + 1) / n, cls, rows});
+  };
+#if !defined(DITFA_BF16)
+  // A 1-D window's edges: of the keys in a mixed segment, those below the second row vector's reach
+  // (lanes i0 + W … see keys from i0 + W − w on) concern the first row vector only, and so on: such a run
+  // goes through chunk() with that single row vector, which halves its work at NRV = 2 (the tile's
+  // edges cost a row vector's width instead of the tile's). Row vector r sees [lo_r − w, hi_r + w].
+  const bool byRows = windowOnly && a.win.kind == 1 && NRV > 1;
+#else
+  const bool byRows = false;
+#endif
   for (const Segment& seg : s.segs) {
     if (windowOnly && seg.cls == kOutside) continue;
-    const int64_t len = seg.end - seg.begin, n = (len + BC - 1) / BC;
-    for (int64_t c = 0; c < n; c++) {
-      const int64_t j = seg.begin + len * c / n;
-      s.chunks.push_back({j, seg.begin + len * (c + 1) / n, seg.cls});
+    if (!byRows || seg.cls != kMixed) {
+      cut(seg.begin, seg.end, seg.cls, kAllRows);
+      continue;
+    }
+    const int64_t w = a.win.size;
+    const auto reach = [&](int rv, int64_t j) {
+      const int64_t lo = static_cast<int64_t>(tile.pos[rv * W]), hi = static_cast<int64_t>(tile.pos[rv * W + W - 1]);
+      return j >= lo - w && j <= hi + w;
+    };
+    // Runs of keys with the same row vectors in reach (a contiguous range, the rows being in order).
+    int64_t j = seg.begin;
+    while (j < seg.end) {
+      int ra = 0;
+      while (ra < NRV && !reach(ra, j)) ra++;
+      int rb = ra;
+      while (rb < NRV && reach(rb, j)) rb++;
+      int64_t e = j + 1;
+      const auto same = [&](int64_t k) {
+        for (int rv = 0; rv < NRV; rv++)
+          if (reach(rv, k) != (rv >= ra && rv < rb)) return false;
+        return true;
+      };
+      while (e < seg.end && same(e)) e++;
+      // Runs nobody sees cannot occur in a mixed segment; a run of several (but not all) row vectors
+      // (NRV > 2) goes through with all of them, the mask keeping the others out.
+      if (rb > ra) cut(j, e, kMixed, rb - ra == 1 ? Rows{ra, rb} : kAllRows);
+      j = e;
     }
   }
 #if !defined(DITFA_BF16)
@@ -786,7 +879,7 @@ void sweep(const AttnArgs& a, const Tile& tile, Scratch& s, State& st, Acc& accW
   // edge, all of them in the first tile of a head) each cost a wait on memory. The next chunk's rows are
   // requested while this one computes.
   const bool strided = kv.stride != kv.D;
-  const auto prefetch_keys = [&](const Segment& c) {
+  const auto prefetch_keys = [&](const Piece& c) {
     for (int64_t j = c.begin; j < c.end; j++) {
       const char* kr = reinterpret_cast<const char*>(kv.k + j * kv.stride);
       const char* vr = reinterpret_cast<const char*>(kv.v + j * kv.stride);
@@ -801,34 +894,14 @@ void sweep(const AttnArgs& a, const Tile& tile, Scratch& s, State& st, Acc& accW
   if (strided && !s.chunks.empty()) prefetch_keys(s.chunks[0]);
 #endif
   for (size_t i = 0; i < s.chunks.size(); i++) {
-    const Segment& c = s.chunks[i];
+    const Piece& c = s.chunks[i];
 #if !defined(DITFA_BF16)
     if (strided && i + 1 < s.chunks.size()) prefetch_keys(s.chunks[i + 1]);
 #endif
-    chunk(a, tile, s, st, accW, accX, kv, c.begin, static_cast<int>(c.end - c.begin), c.cls);
+    chunk(a, tile, s, st, accW, accX, kv, c.begin, static_cast<int>(c.end - c.begin), c.cls, c.rows);
   }
 }
 
-
-// Requests the D floats of each of the tile's token rows (`base` + token·HD) into the cache.
-void prefetch_rows(const Tile& tile, const float* base, int64_t HD, int64_t D, int forWrite) {
-  for (int r = 0; r < tile.nq; r++) {
-    const char* p = reinterpret_cast<const char*>(base + tile.tok[r] * HD);
-    const int64_t bytes = D * 4;
-    for (int64_t off = 0; off < bytes; off += 64) {
-      if (forWrite) {
-        __builtin_prefetch(p + off, 1, 3);
-      } else {
-        __builtin_prefetch(p + off, 0, 3);
-      }
-    }
-    if (forWrite) {
-      __builtin_prefetch(p + bytes - 1, 1, 3);
-    } else {
-      __builtin_prefetch(p + bytes - 1, 0, 3);
-    }
-  }
-}
 
 void run_tile(const AttnArgs& a, int64_t b, int64_t h, int64_t t) {
   Scratch& s = scratch();
@@ -841,12 +914,10 @@ void run_tile(const AttnArgs& a, int64_t b, int64_t h, int64_t t) {
   // sizes every row of the tile is in another 4-KiB page, which the hardware prefetchers do not cross, so
   // reading Q and writing the output row by row waited on one miss after another (window attention at
   // DiT-XL/2's size spent more time there than on its band). Requesting every row up front overlaps the
-  // misses of Q and hides those of the output and the residual behind the sweep.
-  prefetch_rows(tile, qbase, HD, D, 0);
-  prefetch_rows(tile, a.out + (b * a.Lq * a.H + h) * D, HD, D, 1);
-  if (a.op == Op::WindowResidual || a.op == Op::FullResidual) {
-    prefetch_rows(tile, a.aux + (b * a.Lq * a.H + h) * D, HD, D, a.op == Op::FullResidual ? 1 : 0);
-  }
+  // misses of Q and hides those of the output and the residual behind the sweep. (Requesting the next
+  // tile's rows during this one's sweep measured slower, as did giving each thread runs of consecutive
+  // tiles.)
+  tile_rows(a, tile, b, h, [&](const float* row, bool forWrite) { prefetch_row(row, D, forWrite); });
 #if defined(DITFA_BF16)
   uint32_t* qt2 = reinterpret_cast<uint32_t*>(s.qt);
   if (static_cast<double>(a.Lq) * static_cast<double>(HD) < 2147483647.0) {
