@@ -96,6 +96,14 @@ export interface KernelBackend {
    * `dense.ts`); model adapters may run their blocks' dense work there instead of a graph runtime.
    */
   readonly dense?: DenseKernels;
+  /**
+   * A `Float32Array` of `length` for a tensor built around the kernels (the pipeline's copy of a CFG
+   * half's output to both halves…), from the backend's memory pool when it has one: fresh memory costs
+   * a page fault per 4 KiB on first touch (0.3–0.4 ms per MiB on the development VM), a recycled block
+   * does not. Its contents are unspecified: the caller writes every element. Optional; callers fall
+   * back to `new Float32Array(length)`.
+   */
+  allocate?(length: number): Float32Array;
   /** Releases native resources; the backend is unusable afterwards. Optional. */
   dispose?(): void;
 }

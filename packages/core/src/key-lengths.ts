@@ -64,7 +64,8 @@ export async function attentionWithKeyLengths(
   if (lengths.every((n) => n === dims.Lkv)) return backend.attention(q, k, v, options);
   const groups = new Map<number, number[]>();
   lengths.forEach((n, b) => groups.set(n, [...(groups.get(n) ?? []), b]));
-  const out = given?.data ?? new Float32Array(q.data.length);
+  // Every row belongs to one group, so every element of `out` is written.
+  const out = given?.data ?? (backend.allocate ? backend.allocate(q.data.length) : new Float32Array(q.data.length));
   const row = dims.Lq * dims.H * dims.D;
   for (const [n, rows] of groups) {
     const o = await backend.attention(gatherRows(q, rows, dims.Lq), gatherRows(k, rows, n), gatherRows(v, rows, n), inner);
@@ -112,5 +113,6 @@ export function keyLengthsBackend(backend: KernelBackend, k: Tensor, v: Tensor, 
     windowAttention: refuse('windowAttention'),
     fullWithResidual: refuse('fullWithResidual'),
     windowWithResidual: refuse('windowWithResidual'),
+    ...(backend.allocate ? { allocate: (length: number) => backend.allocate!(length) } : {}),
   };
 }

@@ -86,8 +86,11 @@ export function sliceBatch(t: Tensor, start: number, end: number): Tensor {
   return { data: t.data.subarray(start * row, end * row), shape: Object.freeze([end - start, ...t.shape.slice(1)]) };
 }
 
-/** Concatenates tensors along the batch dimension (copies). */
-export function concatBatch(parts: readonly Tensor[]): Tensor {
+/**
+ * Concatenates tensors along the batch dimension (copies). `allocate` (optional) supplies the output's
+ * memory, e.g. a kernel backend's `allocate`; its contents may be anything, every element is written.
+ */
+export function concatBatch(parts: readonly Tensor[], allocate?: (length: number) => Float32Array): Tensor {
   const first = parts[0];
   if (!first) throw new InvalidArgumentError('Expected at least one tensor to concatenate but received none');
   const rest = first.shape.slice(1);
@@ -100,7 +103,11 @@ export function concatBatch(parts: readonly Tensor[]): Tensor {
     }
     batch += p.shape[0] ?? 0;
   }
-  const out = new Float32Array(batch * numel(rest));
+  const length = batch * numel(rest);
+  const out = allocate ? allocate(length) : new Float32Array(length);
+  if (out.length !== length) {
+    throw new ShapeMismatchError(`Expected the allocator to return ${length} floats for the concatenation but received ${out.length}`);
+  }
   let offset = 0;
   for (const p of parts) {
     out.set(p.data, offset);

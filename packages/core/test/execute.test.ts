@@ -118,6 +118,29 @@ describe('executeAttention', () => {
     },
   );
 
+  it("copies the conditional half into memory from the backend's allocate when it has one", async () => {
+    const returned: Tensor[] = [];
+    const s = attentionOf('cond', 'conditional', 'conditional', n, returned);
+    const base = context(s, []);
+    const asked: number[] = [];
+    const pooled: Float32Array[] = [];
+    const backend = {
+      ...base.backend,
+      allocate: (length: number) => {
+        asked.push(length);
+        const block = new Float32Array(length).fill(Number.NaN); // recycled memory holds anything
+        pooled.push(block);
+        return block;
+      },
+    };
+    const out = await executeAttention(s, { ...base, backend }, hooks(newLog()));
+    expect(asked).toEqual([B * L * C]);
+    expect(out.data).toBe(pooled[0]);
+    const expected = Array.from(returned[0]!.data.map((x) => 10 * x));
+    expect(Array.from(out.data.subarray(0, n * L * C))).toEqual(expected);
+    expect(Array.from(out.data.subarray(n * L * C))).toEqual(expected);
+  });
+
   it('projects every row of an attention result and observes it', async () => {
     const log = newLog();
     const observed: Observed[] = [];

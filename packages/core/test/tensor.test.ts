@@ -42,4 +42,19 @@ describe('tensors', () => {
     expect([...broadcastCfg(a).data]).toEqual([1, 2, 1, 2]);
     expect(() => concatBatch([a, tensor(new Float32Array(3), [1, 3])])).toThrow(expect.objectContaining({ code: ErrorCode.ShapeMismatch }));
   });
+
+  it('concatenates into memory an allocator supplies, overwriting whatever it held', () => {
+    const a = tensor(Float32Array.of(1, 2), [1, 2]);
+    const b = tensor(Float32Array.of(3, 4, 5, 6), [2, 2]);
+    const given = new Float32Array(6).fill(Number.NaN);
+    const lengths: number[] = [];
+    const out = concatBatch([a, b], (n) => (lengths.push(n), given));
+    expect(out.data).toBe(given);
+    expect(lengths).toEqual([6]);
+    expect([...out.data]).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(out.shape).toEqual([3, 2]);
+    expect(() => concatBatch([a, b], () => new Float32Array(5))).toThrow(
+      expect.objectContaining({ code: ErrorCode.ShapeMismatch, message: expect.stringMatching(/allocator to return 6 floats/) }),
+    );
+  });
 });

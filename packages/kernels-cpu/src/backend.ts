@@ -52,6 +52,8 @@ export interface CpuBackend extends KernelBackend {
   windowWithResidualSync(q: Tensor, k: Tensor, v: Tensor, window: WindowSpec, residual: Tensor, options?: AttentionOptions): Tensor;
   /** Sets the native pool's thread count (process-wide). */
   setThreads(threads: number): void;
+  /** A block of the kernels' recycling pool (contents unspecified; see {@link KernelBackend.allocate}). */
+  allocate(length: number): Float32Array;
   /** Dense (linear-layer) kernels on the same pool; absent when the CPU has no AVX-512. */
   readonly dense?: CpuDenseKernels;
 }
@@ -239,6 +241,9 @@ export function createCpuBackend(options: CpuBackendOptions = {}): CpuBackend {
     ...(dense ? { dense } : {}),
     setThreads(threads: number): void {
       native.setThreadCount(expectInteger('threads', threads, 1, 1024));
+    },
+    allocate(length: number): Float32Array {
+      return native.allocFloat32(expectInteger('length', length, 0, 2 ** 31 - 1));
     },
     async attention(q, k, v, opts) {
       const p = prepare(NativeOp.Full, q, k, v, null, opts, undefined);

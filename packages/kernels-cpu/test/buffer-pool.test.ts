@@ -35,6 +35,22 @@ describe.skipIf(!cpuBackendStatus().available)('output buffer pool', () => {
     expect(() => native!.setBufferPoolLimit(-1)).toThrow(/bytes/);
   });
 
+  it("hands the pipeline pool memory through the backend's allocate, huge blocks included", () => {
+    const backend = createCpuBackend();
+    const before = native!.bufferPoolStats().liveBytes;
+    // 5 MiB: at and above 4 MiB the pool aligns blocks for transparent huge pages
+    const big = backend.allocate(5 << 18);
+    expect(big).toBeInstanceOf(Float32Array);
+    expect(big.length).toBe(5 << 18);
+    expect(native!.bufferPoolStats().liveBytes - before).toBeGreaterThanOrEqual(5 << 20);
+    big.fill(3);
+    expect([big[0], big[big.length - 1]]).toEqual([3, 3]);
+    expect(backend.allocate(7).length).toBe(7);
+    for (const bad of [-1, 1.5, Number.NaN]) {
+      expect(() => backend.allocate(bad)).toThrow(expect.objectContaining({ code: 'ERR_DITFA_INVALID_ARGUMENT' }));
+    }
+  });
+
   it('backs kernel outputs, which the kernels write whole', async () => {
     const backend = createCpuBackend();
     const shape = [1, 300, 2, 64];
