@@ -11,9 +11,6 @@
 #include <cstdint>
 #include <cstdlib>
 #include <mutex>
-#if defined(__linux__)
-#include <sys/mman.h>
-#endif
 #include <unordered_map>
 #include <vector>
 
@@ -45,7 +42,7 @@ class BufferPool {
       live_ += size;
     }
     if (fresh) *fresh = true;
-    void* p = system_alloc(size);
+    void* p = std::aligned_alloc(64, size);
     if (p == nullptr) {
       std::lock_guard<std::mutex> lock(mutex_);
       live_ -= size;
@@ -100,24 +97,6 @@ class BufferPool {
   }
 
  private:
-  // Blocks of 4 MiB and more start on a 2-MiB boundary and ask for transparent huge pages. Tensors are
-  // [B, L, H, D]: a kernel reading one head walks rows H·D floats apart, a new 4-KiB page (and TLB
-  // entry) per row at DiT's sizes; on huge pages those rows share a handful of TLB entries, and first
-  // touch costs one fault per 2 MiB instead of 512. Where the kernel does not grant huge pages (THP off)
-  // the advice is ignored and nothing else changes.
-  static constexpr size_t kHuge = size_t{2} << 20;
-  static void* system_alloc(size_t size) {
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-    if (size >= 2 * kHuge) {
-      void* p = nullptr;
-      if (posix_memalign(&p, kHuge, size) != 0) return nullptr;
-      madvise(p, size / kHuge * kHuge, MADV_HUGEPAGE);
-      return p;
-    }
-#endif
-    return std::aligned_alloc(64, size);
-  }
-
   std::mutex mutex_;
   std::unordered_map<size_t, std::vector<void*>> free_;
   size_t idle_ = 0;
