@@ -91,6 +91,7 @@ export function buildProgram(io: RunIo = {}): Command {
     .addOption(new Option('--seed <n>', 'calibration seed').argParser(nonNegativeInt('--seed')).default(3))
     .addOption(new Option('--window <tokens>', 'window size per side (default L/8)').argParser(nonNegativeInt('--window')))
     .addOption(new Option('--mode <mode>', 'search mode').choices(['prefix', 'naive']).default('prefix'))
+    .option('--candidates <methods...>', 'candidate methods (default: ast wars+asc wars full+asc; tried most compressive first)')
     .addOption(threads())
     .requiredOption('--out <plan.json>', 'where to write the plan')
     .addHelpText(

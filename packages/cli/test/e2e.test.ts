@@ -92,6 +92,17 @@ describe('ditfa end to end on a small model', { timeout: 180_000 }, () => {
     expect(JSON.parse(again.out).rows[1].planSource).toBe('cached');
   });
 
+  it('searches only the candidate methods it is given', async () => {
+    const file = join(dir, 'plan-candidates.json');
+    const cal = await cli('--json', 'calibrate', '--model', modelDir, '--threshold', 'D6', '--steps', '3', '--calib', '2', '--candidates', 'wars', 'ast', '--out', file);
+    expect(cal.code, cal.err).toBe(ExitCode.Ok);
+    const doc = parsePlan(readFileSync(file, 'utf8'));
+    expect(doc.candidates).toEqual(['ast', 'wars']); // most compressive first
+    const used = new Set(doc.steps.flat().map((e) => e.method));
+    expect([...used].every((m) => ['full', 'ast', 'wars'].includes(m))).toBe(true);
+    expect(used.has('ast')).toBe(true); // D6 on a small model compresses somewhere
+  });
+
   it('fails clearly on bad paths, bad values and plans made for something else', async () => {
     const missing = await cli('generate', '--model', join(dir, 'nope'), '--class', '1', '--out', join(dir, 'x.png'));
     expect(missing.code).toBe(ExitCode.Input);
@@ -102,6 +113,13 @@ describe('ditfa end to end on a small model', { timeout: 180_000 }, () => {
     const badClass = await cli('generate', '--model', modelDir, '--class', '12', '--out', join(dir, 'x.png'));
     expect(badClass.code).toBe(ExitCode.Usage);
     expect((await cli('calibrate', '--model', modelDir, '--threshold', 'D9', '--out', join(dir, 'p.json'))).code).toBe(ExitCode.Usage);
+    const magic = await cli('calibrate', '--model', modelDir, '--threshold', 'D1', '--steps', '2', '--candidates', 'ast', 'magic', '--out', join(dir, 'p.json'));
+    expect(magic.code).toBe(ExitCode.Usage);
+    expect(magic.err).toMatch(/Unknown candidate method "magic": this model's pipeline has .*wars/);
+    const twice = await cli('calibrate', '--model', modelDir, '--threshold', 'D1', '--steps', '2', '--candidates', 'ast', 'ast', '--out', join(dir, 'p.json'));
+    expect(twice.code).toBe(ExitCode.Usage);
+    expect(twice.err).toContain('"ast" more than once');
+    expect(existsSync(join(dir, 'p.json'))).toBe(false);
     expect((await cli('generate', '--class', 'x', '--out', join(dir, 'x.png'))).code).toBe(ExitCode.Usage);
     expect(existsSync(join(dir, 'x.png'))).toBe(false);
   });

@@ -253,6 +253,9 @@ export async function searchPlan<H>(target: CalibrationTarget<H>, options: Searc
 /** Checks candidate names: known strategies, `full` excluded (it is the fallback). */
 function checkCandidates(target: CalibrationTarget<unknown>, names: readonly string[]): string[] {
   if (target.layers.length === 0) throw new InvalidArgumentError('Expected a calibration target with at least one attention layer but it has none');
+  if (names.length === 0) throw new InvalidArgumentError('Expected at least one candidate method but received none');
+  const twice = names.find((n, i) => names.indexOf(n) !== i);
+  if (twice !== undefined) throw new InvalidArgumentError(`Expected each candidate once but received "${twice}" more than once`);
   for (const n of names) {
     if (n === 'full') throw new InvalidArgumentError('Expected candidates other than "full" (full attention is the fallback) but received "full"');
     if (!target.strategies.get(n)) {

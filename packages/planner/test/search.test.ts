@@ -149,6 +149,11 @@ describe('greedy plan search (Algorithm 1)', () => {
     await expect(searchPlan(toy(), { threshold: 'D9' })).rejects.toMatchObject({ code: ErrorCode.InvalidArgument });
     await expect(searchPlan(toy(), { threshold: 'D1', candidates: ['magic'] })).rejects.toMatchObject({ code: ErrorCode.StrategyNotFound });
     await expect(searchPlan(toy(), { threshold: 'D1', candidates: ['full'] })).rejects.toMatchObject({ code: ErrorCode.InvalidArgument });
+    await expect(searchPlan(toy(), { threshold: 'D1', candidates: [] })).rejects.toMatchObject({ code: ErrorCode.InvalidArgument });
+    await expect(searchPlan(toy(), { threshold: 'D1', candidates: ['ast', 'wars', 'ast'] })).rejects.toMatchObject({
+      code: ErrorCode.InvalidArgument,
+      message: expect.stringMatching(/"ast" more than once/),
+    });
     expect(resolveThreshold('d3')).toEqual({ delta: 0.075, name: 'D3' });
     expect(resolveThreshold('0.05')).toEqual({ delta: 0.05, name: 'D2' });
     expect(resolveThreshold(0.07)).toEqual({ delta: 0.07 });

@@ -20,6 +20,8 @@ export interface CalibrateOptions {
   readonly threads?: number;
   readonly out: string;
   readonly mode?: 'prefix' | 'naive';
+  /** Candidate methods of the search (default: the planner's, the paper's four). */
+  readonly candidates?: readonly string[];
   /** Open-Sora: the calibration captions (the file's batch) and the pixel size. */
   readonly captionEmbeddings?: string;
   readonly frames?: number;
@@ -42,17 +44,22 @@ export function calibrationLabels(n: number, classes: number, seed: number): num
  */
 export async function searchAndWrite(
   target: CalibrationTarget<unknown>,
-  o: { readonly threshold: string; readonly mode: 'prefix' | 'naive'; readonly steps: number; readonly out: string },
+  o: { readonly threshold: string; readonly mode: 'prefix' | 'naive'; readonly steps: number; readonly out: string; readonly candidates?: readonly string[] },
   out: Output,
   progress: Progress,
   signal?: AbortSignal,
 ): Promise<PlanDocument> {
   const threshold = resolveThreshold(o.threshold);
+  const unknown = (o.candidates ?? []).filter((c) => c !== 'full' && !target.strategies.get(c));
+  if (unknown.length > 0) {
+    throw new UsageError(`Unknown candidate method${unknown.length > 1 ? 's' : ''} ${unknown.map((c) => `"${c}"`).join(', ')}: this model's pipeline has ${target.strategies.names().filter((n) => n !== 'full').join(', ')}`);
+  }
   const layers = target.layers;
   progress.start(o.steps * layers.length, `calibrating ${threshold.name ?? `δ=${threshold.delta}`}`);
   const plan = await searchPlan(target, {
     threshold: o.threshold,
     mode: o.mode,
+    ...(o.candidates ? { candidates: o.candidates } : {}),
     generator: 'ditfa calibrate',
     ...(signal ? { signal } : {}),
     onProgress: (e) => {
@@ -78,7 +85,13 @@ export async function calibrate(options: CalibrateOptions, out: Output, progress
     }
     const classLabels = calibrationLabels(options.calib, config.numClasses, options.seed);
     const target = pipe.calibrationTarget({ classLabels, seed: options.seed, steps: options.steps, guidanceScale: options.guidance, sampler: samplerKind(options.sampler) });
-    return await searchAndWrite(target as CalibrationTarget<unknown>, { threshold: options.threshold, mode: options.mode ?? 'prefix', steps: options.steps, out: options.out }, out, progress, signal);
+    return await searchAndWrite(
+      target as CalibrationTarget<unknown>,
+      { threshold: options.threshold, mode: options.mode ?? 'prefix', steps: options.steps, out: options.out, ...(options.candidates ? { candidates: options.candidates } : {}) },
+      out,
+      progress,
+      signal,
+    );
   } finally {
     progress.stop();
     await pipe.dispose();

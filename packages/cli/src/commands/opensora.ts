@@ -234,6 +234,8 @@ export interface OpenSoraCalibrateCliOptions extends OpenSoraCliOptions {
   /** A bundle's calibration clips (classes drawn from the seed) when no caption file is given. */
   readonly calib?: number;
   readonly mode?: 'prefix' | 'naive';
+  /** Candidate methods of the search (default: the planner's). */
+  readonly candidates?: readonly string[];
   readonly out: string;
 }
 
@@ -245,7 +247,7 @@ export async function calibrateOpenSora(o: OpenSoraCalibrateCliOptions, out: Out
     const bundle = readModelBundle(o.model);
     const classes = bundle?.classCaptions && !o.captionEmbeddings ? calibrationLabels(o.calib ?? 8, bundle.classCaptions.names.length, o.seed) : undefined;
     const request = openSoraRequest(pipe, classes ? { ...o, class: classes, batch: classes.length } : o, undefined, bundle);
-    return await searchAndWrite(pipe.calibrationTarget(request) as CalibrationTarget<unknown>, { threshold: o.threshold, mode: o.mode ?? 'prefix', steps: request.steps, out: o.out }, out, progress, signal);
+    return await searchAndWrite(pipe.calibrationTarget(request) as CalibrationTarget<unknown>, { threshold: o.threshold, mode: o.mode ?? 'prefix', steps: request.steps, out: o.out, ...(o.candidates ? { candidates: o.candidates } : {}) }, out, progress, signal);
   } finally {
     progress.stop();
     await pipe.dispose();
