@@ -66,6 +66,9 @@ export async function attentionWithKeyLengths(
   lengths.forEach((n, b) => groups.set(n, [...(groups.get(n) ?? []), b]));
   // Every row belongs to one group, so every element of `out` is written.
   const out = given?.data ?? (backend.allocate ? backend.allocate(q.data.length) : new Float32Array(q.data.length));
+  if (out.length !== q.data.length) {
+    throw new ShapeMismatchError(`Expected the backend's allocate to return ${q.data.length} floats for the attention output but received ${out.length}`);
+  }
   const row = dims.Lq * dims.H * dims.D;
   for (const [n, rows] of groups) {
     const o = await backend.attention(gatherRows(q, rows, dims.Lq), gatherRows(k, rows, n), gatherRows(v, rows, n), inner);

@@ -77,6 +77,18 @@ describe('attentionWithKeyLengths', () => {
     expect(maxDiff(out.data, maskedOracle(q, k, v, [3, 3, 1, 3]))).toBeLessThan(1e-6);
   });
 
+  it("writes its output into the backend's allocate memory when it has one, every element", async () => {
+    const lengths = [2, 6, 2, 4];
+    const given: Float32Array[] = [];
+    const pooled = { ...backend, allocate: (n: number) => (given.push(new Float32Array(n).fill(Number.NaN)), given.at(-1)!) };
+    const out = await attentionWithKeyLengths(pooled, q, k, v, lengths);
+    expect(given).toHaveLength(1);
+    expect(out.data).toBe(given[0]);
+    expect(maxDiff(out.data, maskedOracle(q, k, v, lengths))).toBeLessThan(1e-6);
+    const short = { ...backend, allocate: (n: number) => new Float32Array(n - 1) };
+    await expect(attentionWithKeyLengths(short, q, k, v, lengths)).rejects.toMatchObject({ code: ErrorCode.ShapeMismatch });
+  });
+
   it('refuses lengths outside [1, Lkv] or of the wrong count with coded errors', async () => {
     await expect(attentionWithKeyLengths(backend, q, k, v, [0, 1, 1, 1])).rejects.toMatchObject({ code: ErrorCode.InvalidArgument, message: expect.stringContaining('keyLengths[0]') });
     await expect(attentionWithKeyLengths(backend, q, k, v, [7, 1, 1, 1])).rejects.toMatchObject({ code: ErrorCode.InvalidArgument });
