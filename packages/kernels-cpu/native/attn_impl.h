@@ -771,21 +771,21 @@ void chunk(const AttnArgs& a, const Tile& tile, Scratch& s, State& st, Acc& accW
   }
 }
 
-// Requests the D floats at `row` into the cache.
-inline void prefetch_row(const float* row, int64_t D, bool forWrite) {
+// Requests every cache line of the D floats at `row` (RW: 0 to read, 1 to write; a compile-time
+// argument of __builtin_prefetch).
+template <int RW>
+inline void prefetch_lines(const float* row, int64_t D) {
   const char* p = reinterpret_cast<const char*>(row);
   const int64_t bytes = D * 4;
-  for (int64_t off = 0; off < bytes; off += 64) {
-    if (forWrite) {
-      __builtin_prefetch(p + off, 1, 3);
-    } else {
-      __builtin_prefetch(p + off, 0, 3);
-    }
-  }
+  for (int64_t off = 0; off < bytes; off += 64) __builtin_prefetch(p + off, RW, 3);
+  __builtin_prefetch(p + bytes - 1, RW, 3);
+}
+
+inline void prefetch_row(const float* row, int64_t D, bool forWrite) {
   if (forWrite) {
-    __builtin_prefetch(p + bytes - 1, 1, 3);
+    prefetch_lines<1>(row, D);
   } else {
-    __builtin_prefetch(p + bytes - 1, 0, 3);
+    prefetch_lines<0>(row, D);
   }
 }
 
@@ -881,14 +881,8 @@ void sweep(const AttnArgs& a, const Tile& tile, Scratch& s, State& st, Acc& accW
   const bool strided = kv.stride != kv.D;
   const auto prefetch_keys = [&](const Piece& c) {
     for (int64_t j = c.begin; j < c.end; j++) {
-      const char* kr = reinterpret_cast<const char*>(kv.k + j * kv.stride);
-      const char* vr = reinterpret_cast<const char*>(kv.v + j * kv.stride);
-      for (int64_t off = 0; off < kv.D * 4; off += 64) {
-        __builtin_prefetch(kr + off, 0, 3);
-        __builtin_prefetch(vr + off, 0, 3);
-      }
-      __builtin_prefetch(kr + kv.D * 4 - 1, 0, 3);
-      __builtin_prefetch(vr + kv.D * 4 - 1, 0, 3);
+      prefetch_lines<0>(kv.k + j * kv.stride, kv.D);
+      prefetch_lines<0>(kv.v + j * kv.stride, kv.D);
     }
   };
   if (strided && !s.chunks.empty()) prefetch_keys(s.chunks[0]);
