@@ -74,10 +74,7 @@ export async function executeAttention(strategy: AttentionStrategy, ctx: Strateg
   const resultRows = result.rows === 'conditional' ? layer.batch / 2 : layer.batch;
   expectShape(strategy, `attention (rows ${result.rows})`, result.output, [resultRows, layer.tokens, layer.heads, layer.headDim]);
   let projected = await hooks.project(result.output, result.rows);
-  if (result.rows === 'conditional') {
-    const backend = ctx.backend;
-    projected = concatBatch([projected, projected], backend.allocate ? (n) => backend.allocate!(n) : undefined);
-  }
+  if (result.rows === 'conditional') projected = concatBatch([projected, projected], ctx.backend.allocate?.bind(ctx.backend));
   const event = { kind: 'projected', output: projected } as const;
   for (const name of ctx.strategies.names()) ctx.strategies.get(name)?.observe?.(ctx, event);
   return projected;

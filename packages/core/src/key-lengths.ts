@@ -1,6 +1,6 @@
 import { InvalidArgumentError, ShapeMismatchError, describeValue } from './errors.js';
 import type { AttentionOptions, KernelBackend } from './kernel-backend.js';
-import { type Tensor, attentionDims, numel, sameShape, tensor } from './tensor.js';
+import { type Tensor, allocateFloats, attentionDims, numel, sameShape, tensor } from './tensor.js';
 import { validateAttentionInputs, validateOut } from './validate-attention.js';
 
 /**
@@ -65,10 +65,7 @@ export async function attentionWithKeyLengths(
   const groups = new Map<number, number[]>();
   lengths.forEach((n, b) => groups.set(n, [...(groups.get(n) ?? []), b]));
   // Every row belongs to one group, so every element of `out` is written.
-  const out = given?.data ?? (backend.allocate ? backend.allocate(q.data.length) : new Float32Array(q.data.length));
-  if (out.length !== q.data.length) {
-    throw new ShapeMismatchError(`Expected the backend's allocate to return ${q.data.length} floats for the attention output but received ${out.length}`);
-  }
+  const out = given?.data ?? allocateFloats(q.data.length, backend.allocate?.bind(backend));
   const row = dims.Lq * dims.H * dims.D;
   for (const [n, rows] of groups) {
     const o = await backend.attention(gatherRows(q, rows, dims.Lq), gatherRows(k, rows, n), gatherRows(v, rows, n), inner);
@@ -116,6 +113,6 @@ export function keyLengthsBackend(backend: KernelBackend, k: Tensor, v: Tensor, 
     windowAttention: refuse('windowAttention'),
     fullWithResidual: refuse('fullWithResidual'),
     windowWithResidual: refuse('windowWithResidual'),
-    ...(backend.allocate ? { allocate: (length: number) => backend.allocate!(length) } : {}),
+    ...(backend.allocate ? { allocate: backend.allocate.bind(backend) } : {}),
   };
 }

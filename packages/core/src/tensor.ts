@@ -87,6 +87,18 @@ export function sliceBatch(t: Tensor, start: number, end: number): Tensor {
 }
 
 /**
+ * `length` floats from `allocate` (e.g. a kernel backend's `allocate`: contents unspecified, the caller
+ * writes every element), or a fresh zeroed array without one; a wrong-sized block is a coded error.
+ */
+export function allocateFloats(length: number, allocate?: (length: number) => Float32Array): Float32Array {
+  const out = allocate ? allocate(length) : new Float32Array(length);
+  if (out.length !== length) {
+    throw new ShapeMismatchError(`Expected the allocator to return ${length} floats but received ${out.length}`);
+  }
+  return out;
+}
+
+/**
  * Concatenates tensors along the batch dimension (copies). `allocate` (optional) supplies the output's
  * memory, e.g. a kernel backend's `allocate`; its contents may be anything, every element is written.
  */
@@ -103,11 +115,7 @@ export function concatBatch(parts: readonly Tensor[], allocate?: (length: number
     }
     batch += p.shape[0] ?? 0;
   }
-  const length = batch * numel(rest);
-  const out = allocate ? allocate(length) : new Float32Array(length);
-  if (out.length !== length) {
-    throw new ShapeMismatchError(`Expected the allocator to return ${length} floats for the concatenation but received ${out.length}`);
-  }
+  const out = allocateFloats(batch * numel(rest), allocate);
   let offset = 0;
   for (const p of parts) {
     out.set(p.data, offset);
