@@ -5,6 +5,14 @@ import { type CheckpointTensor, readSafetensors, toFloat32 } from '@ditfa/checkp
 import { type Tensor, tensor } from '@ditfa/core';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+/**
+ * The bundled models/fashion-dit's final output against PyTorch float32: 2e-4 of max(|b|, 1). The model
+ * retrained to step 5353 gives 1.24e-4 (native engine) and 1.26e-4 (onnxruntime) — the two engines agree
+ * with each other to 1e-5, so this is float32 summation order against PyTorch's, not an engine error; the
+ * intermediates stay at 1e-4.
+ */
+export const FASHION_OUTPUT_TOL = 2e-4;
+
 export const GOLDEN = path.resolve(repoRoot, '../shared/fixtures/golden');
 export const hasCase = (name: string): boolean => existsSync(path.join(GOLDEN, name, 'io.safetensors'));
 export const casePath = (name: string, file: string): string => path.join(GOLDEN, name, file);

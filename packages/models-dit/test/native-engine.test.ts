@@ -10,7 +10,7 @@ import { ModelDenseUnavailableError } from '../src/errors.js';
 import { loadModel } from '../src/load.js';
 import type { TransformerModel } from '../src/model.js';
 import { createPipeline } from '../src/pipeline.js';
-import { Io, bhldToBlhd, caseJson, hasCase, maxRelError, maxScaledError, weights } from './fixtures.js';
+import { FASHION_OUTPUT_TOL as OUTPUT_TOL, Io, bhldToBlhd, caseJson, hasCase, maxRelError, maxScaledError, weights } from './fixtures.js';
 
 // The native dense engine (the kernel backend's dense kernels instead of onnxruntime sessions for the
 // blocks) against the same official fixtures as the onnxruntime engine, at the same tolerance; and the
@@ -19,8 +19,6 @@ const status = cpuBackendStatus();
 const backend: KernelBackend | null = status.available ? createCpuBackend() : null;
 const native = backend?.dense !== undefined;
 const TOL = 1e-4;
-/** The bundled model's final output against PyTorch: see OUTPUT_TOL in fashion-dit.test.ts (1.24e-4 / 1.26e-4 at step 5353). */
-const OUTPUT_TOL = 2e-4;
 const fashionDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../models/fashion-dit');
 const fashion = existsSync(path.join(fashionDir, 'golden.safetensors'));
 
