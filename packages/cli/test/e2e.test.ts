@@ -92,11 +92,13 @@ describe('ditfa end to end on a small model', { timeout: 180_000 }, () => {
     expect(JSON.parse(again.out).rows[1].planSource).toBe('cached');
   });
 
-  it('searches only the candidate methods it is given', async () => {
+  it('searches only the candidate methods and sites it is given, with the loss where it is asked', async () => {
     const file = join(dir, 'plan-candidates.json');
-    const cal = await cli('--json', 'calibrate', '--model', modelDir, '--threshold', 'D6', '--steps', '3', '--calib', '2', '--candidates', 'wars', 'ast', '--out', file);
+    const cal = await cli('--json', 'calibrate', '--model', modelDir, '--threshold', 'D6', '--steps', '3', '--calib', '2', '--candidates', 'wars', 'ast', '--sites', 'self', '--loss-on', 'prediction', '--out', file);
     expect(cal.code, cal.err).toBe(ExitCode.Ok);
     const doc = parsePlan(readFileSync(file, 'utf8'));
+    expect(doc.lossOn).toBe('prediction');
+    expect(doc.sites).toEqual(['self']);
     expect(doc.candidates).toEqual(['ast', 'wars']); // most compressive first
     const used = new Set(doc.steps.flat().map((e) => e.method));
     expect([...used].every((m) => ['full', 'ast', 'wars'].includes(m))).toBe(true);
@@ -119,6 +121,10 @@ describe('ditfa end to end on a small model', { timeout: 180_000 }, () => {
     const twice = await cli('calibrate', '--model', modelDir, '--threshold', 'D1', '--steps', '2', '--candidates', 'ast', 'ast', '--out', join(dir, 'p.json'));
     expect(twice.code).toBe(ExitCode.Usage);
     expect(twice.err).toContain('"ast" more than once');
+    const site = await cli('calibrate', '--model', modelDir, '--threshold', 'D1', '--steps', '2', '--sites', 'temporal', '--out', join(dir, 'p.json'));
+    expect(site.code).toBe(ExitCode.Usage);
+    expect(site.err).toContain('sites of this model (self)');
+    expect((await cli('calibrate', '--model', modelDir, '--threshold', 'D1', '--loss-on', 'latent', '--out', join(dir, 'p.json'))).code).toBe(ExitCode.Usage);
     expect(existsSync(join(dir, 'p.json'))).toBe(false);
     expect((await cli('generate', '--class', 'x', '--out', join(dir, 'x.png'))).code).toBe(ExitCode.Usage);
     expect(existsSync(join(dir, 'x.png'))).toBe(false);

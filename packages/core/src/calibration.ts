@@ -34,6 +34,12 @@ export interface CalibrationTarget<H = unknown> {
   runLayers(state: H, from: number, to: number, run: LayerRun): Promise<H>;
   /** The model output (before guidance, whole CFG batch) from the state after the last layer. */
   output(state: H, step: number): Promise<Tensor>;
+  /**
+   * What the sampler consumes from a model output at `step`: guidance applied in the model's CFG order,
+   * a learned variance the sampler ignores dropped. Optional; a search can measure its loss on it
+   * (`lossOn: 'prediction'`) instead of on the raw output.
+   */
+  prediction?(output: Tensor, step: number): Promise<Tensor>;
   /** Advances the sampler with the model output of the committed step. */
   advance(step: number, output: Tensor): Promise<void>;
   /** Releases what `begin` allocated. */

@@ -76,6 +76,13 @@ export interface PlanDocument {
   readonly threshold: { readonly delta: number; readonly name?: string };
   /** Candidate methods in the order they were tried (decreasing compression). */
   readonly candidates: readonly string[];
+  /**
+   * Where the search measured its loss: absent or `output` — the whole model output (the paper);
+   * `prediction` — what the sampler consumes (guidance applied, an ignored learned variance dropped).
+   */
+  readonly lossOn?: 'output' | 'prediction';
+  /** The attention sites the search could compress (others stayed full); absent: every site. */
+  readonly sites?: readonly string[];
   /** `steps[step][layer]`, layers in the order of `fingerprint.layers`. */
   readonly steps: readonly (readonly PlanEntry[])[];
   readonly totals: PlanTotals;
@@ -181,6 +188,12 @@ function validateSteps(doc: Record<string, unknown>, numSteps: number, numLayers
     doc.candidates.forEach((c, i) => {
       if (!method.ok(c)) push(`candidates[${i}]`, `unknown method ${describeValue(c)}; ${method.known}`);
     });
+  }
+  if (doc.lossOn !== undefined && doc.lossOn !== 'output' && doc.lossOn !== 'prediction') {
+    push('lossOn', `expected "output" or "prediction" (or no field) but received ${describeValue(doc.lossOn)}`);
+  }
+  if (doc.sites !== undefined && (!Array.isArray(doc.sites) || doc.sites.some((x) => typeof x !== 'string' || x === ''))) {
+    push('sites', `expected an array of site names (or no field) but received ${describeValue(doc.sites)}`);
   }
   if (!Array.isArray(doc.steps)) return push('steps', `expected an array of steps but received ${describeValue(doc.steps)}`);
   if (numSteps >= 1 && doc.steps.length !== numSteps) push('steps', `expected ${numSteps} steps (fingerprint.steps) but received ${doc.steps.length}`);

@@ -360,10 +360,15 @@ export class Pipeline<Cond = unknown, State = unknown, Options = unknown> {
     throw new NumericalFaultError({ step, layer: null, where: 'the model output', index: Math.max(bad, 0), value: output.data[Math.max(bad, 0)]! });
   }
 
-  /** Sampler step from a model output: guidance in the adapter's order, the prediction alone unless the sampler wants the variance. */
-  #advance(run: Run<Cond>, step: number, output: Tensor): void {
+  /** What the sampler consumes from a model output: guidance in the adapter's order, the prediction alone unless the sampler wants the variance. */
+  #prediction(run: Run<Cond>, output: Tensor): Tensor {
     const guided = run.cfg ? guide(output, { order: run.cfg.order, scale: run.scale, channels: run.channels }) : output;
-    const modelOut = !run.sampler.wantsVariance && this.model.learnSigma ? splitLearnedSigma(guided).eps : guided;
+    return !run.sampler.wantsVariance && this.model.learnSigma ? splitLearnedSigma(guided).eps : guided;
+  }
+
+  /** Sampler step from a model output. */
+  #advance(run: Run<Cond>, step: number, output: Tensor): void {
+    const modelOut = this.#prediction(run, output);
     const x = run.x;
     run.x = run.sampler.step(modelOut, step, x, run.sampler.needsNoise(step) ? run.rng.randn(x.shape) : undefined);
   }
@@ -432,6 +437,7 @@ export class Pipeline<Cond = unknown, State = unknown, Options = unknown> {
         return this.model.runLayers(state, from, to, attend);
       },
       output: async (state) => this.model.output(state),
+      prediction: async (output) => this.#prediction(run, output),
       advance: async (step, output) => {
         if (!started) throw new InvalidArgumentError('Expected begin() before advance()');
         this.#advance(run, step, output);

@@ -26,6 +26,13 @@ export const DEFAULT_CANDIDATES = Object.freeze(['ast', 'wars+asc', 'wars', 'ful
 
 export type SearchMode = 'prefix' | 'naive';
 
+/**
+ * Where the loss is measured: `output` (the paper) on the whole model output, both CFG halves and any
+ * learned-variance channels; `prediction` on what the sampler consumes (guidance applied, an ignored
+ * variance dropped), so that an error the guidance scale amplifies counts as much as the sampler feels it.
+ */
+export type LossSpace = 'output' | 'prediction';
+
 export type PlannerEvent =
   | { readonly type: 'step-start'; readonly step: number; readonly numSteps: number }
   | {
@@ -49,6 +56,10 @@ export interface SearchState {
   readonly threshold: { readonly delta: number; readonly name?: ThresholdName };
   readonly candidates: readonly string[];
   readonly mode: SearchMode;
+  /** Absent in states saved before it existed: `output`. */
+  readonly lossOn?: LossSpace;
+  /** Sites searched; absent: all. */
+  readonly sites?: readonly string[];
   /** Decided steps, `decided[step][layer]`. */
   readonly decided: readonly (readonly { readonly method: string; readonly loss: number | null }[])[];
   readonly layerEvaluations: number;
@@ -62,6 +73,13 @@ export interface SearchOptions {
   readonly candidates?: readonly string[];
   /** `prefix` (default) starts each trial from the stored state before the layer under test; `naive` recomputes every layer. */
   readonly mode?: SearchMode;
+  /** Where the loss is measured (default `output`, the paper's). */
+  readonly lossOn?: LossSpace;
+  /**
+   * Attention sites the search may compress (e.g. `['spatial', 'temporal']`); layers at other sites stay
+   * at full attention. Default: every site.
+   */
+  readonly sites?: readonly string[];
   readonly signal?: AbortSignal;
   readonly onProgress?: (event: PlannerEvent) => void;
   /** Called with the partial search after every decided step (save it to resume later). */
@@ -110,10 +128,20 @@ export async function searchPlan<H>(target: CalibrationTarget<H>, options: Searc
   if (mode !== 'prefix' && mode !== 'naive') {
     throw new InvalidArgumentError(`Expected search mode 'prefix' or 'naive' but received ${JSON.stringify(mode)}`);
   }
+  const lossOn = options.lossOn ?? 'output';
+  if (lossOn !== 'output' && lossOn !== 'prediction') {
+    throw new InvalidArgumentError(`Expected lossOn 'output' or 'prediction' but received ${JSON.stringify(lossOn)}`);
+  }
+  if (lossOn === 'prediction' && !target.prediction) {
+    throw new InvalidArgumentError("Expected a calibration target with prediction() for lossOn 'prediction' but this one has none");
+  }
+  const measured = async (output: Tensor, step: number): Promise<Tensor> => (lossOn === 'prediction' ? target.prediction!(output, step) : output);
   const N = target.layers.length;
   const T = target.numSteps;
   const candidateNames = checkCandidates(target, options.candidates ?? DEFAULT_CANDIDATES.filter((c) => target.strategies.get(c)));
-  const candidatesFor = orderCandidates(target, candidateNames);
+  const sites = checkSites(target, options.sites);
+  const ordered = orderCandidates(target, candidateNames);
+  const candidatesFor = (layer: number): string[] => (sites === null || sites.includes(target.layers[layer]!.site) ? ordered(layer) : []);
   const decided: Decision[][] = [];
   let evaluations = 0;
   let priorSeconds = 0;
@@ -123,6 +151,8 @@ export async function searchPlan<H>(target: CalibrationTarget<H>, options: Searc
     const mismatches = diffFingerprints(r.fingerprint, target.fingerprint).map((m) => m.field);
     if (r.threshold.delta !== threshold.delta) mismatches.push('threshold');
     if (r.candidates.join(',') !== candidateNames.join(',')) mismatches.push('candidates');
+    if ((r.lossOn ?? 'output') !== lossOn) mismatches.push('lossOn');
+    if ((r.sites ?? []).join(',') !== (sites ?? []).join(',')) mismatches.push('sites');
     if (r.decided.length > T || r.decided.some((row) => row.length !== N)) mismatches.push('decided steps');
     if (mismatches.length > 0) {
       throw new SearchResumeError(`Cannot resume a search made for something else (differs in: ${mismatches.join(', ')})`);
@@ -171,6 +201,7 @@ export async function searchPlan<H>(target: CalibrationTarget<H>, options: Searc
         emit({ type: 'step-start', step, numSteps: T });
         const allFull = Array<string>(N).fill('full');
         const reference = await target.output(await run(h0, 0, N, step, allFull, view(step, allFull, 'none'), new CacheOverlay(cache)), step);
+        const referenceMeasured = await measured(reference, step);
         const chosen = [...allFull];
         const row: Decision[] = [];
         let prefix: H = h0;
@@ -189,7 +220,7 @@ export async function searchPlan<H>(target: CalibrationTarget<H>, options: Searc
             } else {
               end = await run(h0, 0, N, step, methods, view(step, methods, 'none'), overlay);
             }
-            const loss = meanRelativeAbsoluteError(reference.data, (await target.output(end, step)).data);
+            const loss = meanRelativeAbsoluteError(referenceMeasured.data, (await measured(await target.output(end, step), step)).data);
             const ok = loss < limit;
             emit({ type: 'candidate', step, layer: i, method: m, loss, limit, accepted: ok });
             if (ok) {
@@ -231,6 +262,8 @@ export async function searchPlan<H>(target: CalibrationTarget<H>, options: Searc
           threshold,
           candidates: candidateNames,
           mode,
+          ...(lossOn === 'output' ? {} : { lossOn }),
+          ...(sites === null ? {} : { sites }),
           decided: decided.map((r) => r.map((d) => ({ ...d }))),
           layerEvaluations: evaluations,
           searchSeconds: priorSeconds + (performance.now() - started) / 1000,
@@ -244,6 +277,8 @@ export async function searchPlan<H>(target: CalibrationTarget<H>, options: Searc
   return buildPlanDocument(target, decided, {
     threshold,
     candidates: candidateNames,
+    lossOn,
+    ...(sites === null ? {} : { sites }),
     layerEvaluations: evaluations,
     searchSeconds: priorSeconds + (performance.now() - started) / 1000,
     generator: options.generator,
@@ -265,6 +300,19 @@ function checkCandidates(target: CalibrationTarget<unknown>, names: readonly str
   // Recorded in the plan in the order of their FLOPs on the first layer (most compressive first, stable).
   const shape = layerShape(target.layers[0]!);
   return [...names].map((n, i) => ({ n, i, f: target.strategies.get(n)!.flops(shape) })).sort((a, b) => a.f - b.f || a.i - b.i).map((x) => x.n);
+}
+
+/** Checks the sites to search: each named once and present in the model; `null` for every site. */
+function checkSites(target: CalibrationTarget<unknown>, sites: readonly string[] | undefined): string[] | null {
+  if (sites === undefined) return null;
+  if (!Array.isArray(sites) || sites.length === 0) throw new InvalidArgumentError(`Expected a non-empty list of attention sites but received ${JSON.stringify(sites)}`);
+  const present = [...new Set(target.layers.map((l) => l.site))];
+  const twice = sites.find((n, i) => sites.indexOf(n) !== i);
+  if (twice !== undefined) throw new InvalidArgumentError(`Expected each site once but received "${twice}" more than once`);
+  const unknown = sites.filter((n) => !present.includes(n));
+  if (unknown.length > 0) throw new InvalidArgumentError(`Expected sites of this model (${present.join(', ')}) but received ${unknown.map((n) => JSON.stringify(n)).join(', ')}`);
+  // Stored in model order, so that a resumed search compares equal whatever order the caller gave.
+  return present.filter((n) => sites.includes(n));
 }
 
 /**
@@ -297,6 +345,8 @@ export function buildPlanDocument(
   info: {
     threshold: { delta: number; name?: ThresholdName };
     candidates: readonly string[];
+    lossOn?: LossSpace;
+    sites?: readonly string[];
     layerEvaluations: number;
     searchSeconds: number;
     generator?: string | undefined;
@@ -325,6 +375,8 @@ export function buildPlanDocument(
     fingerprint: target.fingerprint,
     threshold: info.threshold,
     candidates: [...info.candidates],
+    ...(info.lossOn === 'prediction' ? { lossOn: info.lossOn } : {}),
+    ...(info.sites ? { sites: [...info.sites] } : {}),
     steps,
     totals: { attentionFlopsFraction: raw === 0 ? 0 : total / raw, searchSeconds: info.searchSeconds, layerEvaluations: info.layerEvaluations },
     createdAt: new Date().toISOString(),

@@ -154,6 +154,12 @@ describe('greedy plan search (Algorithm 1)', () => {
       code: ErrorCode.InvalidArgument,
       message: expect.stringMatching(/"ast" more than once/),
     });
+    await expect(searchPlan(toy(), { threshold: 'D1', sites: ['cross'] })).rejects.toMatchObject({ code: ErrorCode.InvalidArgument, message: expect.stringMatching(/sites of this model \(self\)/) });
+    await expect(searchPlan(toy(), { threshold: 'D1', sites: [] })).rejects.toMatchObject({ code: ErrorCode.InvalidArgument });
+    await expect(searchPlan(toy(), { threshold: 'D1', sites: ['self', 'self'] })).rejects.toMatchObject({ code: ErrorCode.InvalidArgument });
+    await expect(searchPlan(toy(), { threshold: 'D1', lossOn: 'guided' as never })).rejects.toMatchObject({ code: ErrorCode.InvalidArgument });
+    const { prediction: _dropped, ...noPrediction } = toy();
+    await expect(searchPlan(noPrediction, { threshold: 'D1', lossOn: 'prediction' })).rejects.toMatchObject({ code: ErrorCode.InvalidArgument, message: expect.stringMatching(/prediction\(\)/) });
     expect(resolveThreshold('d3')).toEqual({ delta: 0.075, name: 'D3' });
     expect(resolveThreshold('0.05')).toEqual({ delta: 0.05, name: 'D2' });
     expect(resolveThreshold(0.07)).toEqual({ delta: 0.07 });
@@ -205,5 +211,73 @@ describe('calibration over several attention sites per block', () => {
     const generated = await generate(toy({ blocks: 2, steps: 6, sites: ['rows', 'cols'] }), plan);
     expect(Buffer.from(generated.buffer).equals(Buffer.from(t.latents()!.data.buffer))).toBe(true);
     expect(explain(plan)).toMatch(/\n {4}1\.cols F/);
+  });
+});
+
+/** MRAE as METHOD.md defines it, written out here independently of core's. */
+function mrae(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let sum = 0;
+  for (let i = 0; i < a.length; i++) sum += Math.min(10, Math.abs(a[i]! - b[i]!) / (Math.max(Math.abs(a[i]!), Math.abs(b[i]!)) + 1e-6));
+  return sum / a.length;
+}
+
+/** CFG by hand on a cond-first batch `[cond | uncond]`: `u + s·(c − u)`. */
+function guideByHand(out: Tensor, scale: number): Float32Array {
+  const half = out.data.length / 2;
+  const g = new Float32Array(half);
+  for (let i = 0; i < half; i++) g[i] = out.data[half + i]! + scale * (out.data[i]! - out.data[half + i]!);
+  return g;
+}
+
+describe('search options beyond the paper', () => {
+  it('lossOn "prediction" measures every candidate on the guided prediction the sampler uses', async () => {
+    const t = toy({ steps: 4 });
+    const outputs: Tensor[] = [];
+    const recording = { ...t, output: async (h: GridState, step: number) => { const o = await t.output(h, step); outputs.push(o); return o; } };
+    const checked: number[] = [];
+    let reference: Tensor | null = null;
+    const plan = await searchPlan(recording, {
+      threshold: 'D3',
+      lossOn: 'prediction',
+      onProgress: (e) => {
+        // the first output of a searched step is its all-full reference; each candidate's follows it
+        if (e.type === 'step-start') reference = null;
+        if (e.type === 'candidate') {
+          const ref = reference ?? outputs[outputs.length - 2]!;
+          reference = ref;
+          const guidedLoss = mrae(guideByHand(ref, 4), guideByHand(outputs[outputs.length - 1]!, 4));
+          expect(e.loss).toBeCloseTo(guidedLoss, 6);
+          checked.push(e.loss - mrae(ref.data, outputs[outputs.length - 1]!.data));
+        }
+      },
+    });
+    expect(checked.length).toBeGreaterThan(4);
+    // guidance amplifies the difference of the halves: the guided loss is not the output loss
+    expect(checked.some((d) => Math.abs(d) > 1e-4)).toBe(true);
+    expect(plan.lossOn).toBe('prediction');
+    expect(() => validatePlan(parsePlan(serializePlan(plan)), { methods: lookup() })).not.toThrow();
+    // the plan replays the calibration generation exactly
+    const generated = await generate(toy({ steps: 4 }), plan);
+    expect(Buffer.from(generated.buffer).equals(Buffer.from(t.latents()!.data.buffer))).toBe(true);
+    // a saved search cannot resume with the other loss
+    let saved: SearchState | undefined;
+    await searchPlan(toy({ steps: 4 }), { threshold: 'D3', lossOn: 'prediction', onCheckpoint: (s) => (saved ??= JSON.parse(JSON.stringify(s))) });
+    expect(saved?.lossOn).toBe('prediction');
+    await expect(searchPlan(toy({ steps: 4 }), { threshold: 'D3', resume: saved! })).rejects.toThrow(/lossOn/);
+  });
+
+  it('sites limits the search to the named sites; the others stay at full attention', async () => {
+    const t = toy({ blocks: 2, steps: 6, sites: ['rows', 'cols'] });
+    const plan = await searchPlan(t, { threshold: 1e9, sites: ['cols'] });
+    const chosen = methods(plan);
+    expect(chosen.flatMap((row) => [row[0], row[2]]).every((m) => m === 'full')).toBe(true);
+    expect(chosen.slice(1).every((row) => row[1] === 'ast' && row[3] === 'ast')).toBe(true);
+    expect(plan.sites).toEqual(['cols']);
+    expect(() => validatePlan(parsePlan(serializePlan(plan)), { methods: lookup() })).not.toThrow();
+    expect(() => parsePlan(serializePlan({ ...plan, sites: [3] as never }))).toThrow(/sites/);
+    expect(() => parsePlan(serializePlan({ ...plan, lossOn: 'latent' as never }))).toThrow(/lossOn/);
+    // given in another order, the sites are stored in model order
+    const again = await searchPlan(toy({ blocks: 2, steps: 6, sites: ['rows', 'cols'] }), { threshold: 'D2', sites: ['cols', 'rows'] });
+    expect(again.sites).toEqual(['rows', 'cols']);
   });
 });

@@ -1,6 +1,6 @@
 import { writeFile } from 'node:fs/promises';
 import { serializePlan, type PlanDocument } from '@ditfa/core';
-import { explain, resolveThreshold, searchPlan, type CalibrationTarget } from '@ditfa/planner';
+import { explain, resolveThreshold, searchPlan, type CalibrationTarget, type LossSpace } from '@ditfa/planner';
 import { createRng } from '@ditfa/samplers';
 import { UsageError } from '../errors.js';
 import type { Output } from '../output.js';
@@ -22,6 +22,10 @@ export interface CalibrateOptions {
   readonly mode?: 'prefix' | 'naive';
   /** Candidate methods of the search (default: the planner's, the paper's four). */
   readonly candidates?: readonly string[];
+  /** Where the search measures its loss (default: the planner's, `output`). */
+  readonly lossOn?: LossSpace;
+  /** Attention sites the search may compress (default: every site). */
+  readonly sites?: readonly string[];
   /** Open-Sora: the calibration captions (the file's batch) and the pixel size. */
   readonly captionEmbeddings?: string;
   readonly frames?: number;
@@ -44,7 +48,7 @@ export function calibrationLabels(n: number, classes: number, seed: number): num
  */
 export async function searchAndWrite(
   target: CalibrationTarget<unknown>,
-  o: { readonly threshold: string; readonly mode: 'prefix' | 'naive'; readonly steps: number; readonly out: string; readonly candidates?: readonly string[] },
+  o: { readonly threshold: string; readonly mode: 'prefix' | 'naive'; readonly steps: number; readonly out: string; readonly candidates?: readonly string[]; readonly lossOn?: LossSpace; readonly sites?: readonly string[] },
   out: Output,
   progress: Progress,
   signal?: AbortSignal,
@@ -60,6 +64,8 @@ export async function searchAndWrite(
     threshold: o.threshold,
     mode: o.mode,
     ...(o.candidates ? { candidates: o.candidates } : {}),
+    ...(o.lossOn ? { lossOn: o.lossOn } : {}),
+    ...(o.sites ? { sites: o.sites } : {}),
     generator: 'ditfa calibrate',
     ...(signal ? { signal } : {}),
     onProgress: (e) => {
@@ -71,6 +77,13 @@ export async function searchAndWrite(
   await writeFile(o.out, serializePlan(plan));
   out.result({ out: o.out, threshold: plan.threshold, totals: plan.totals, fingerprint: plan.fingerprint }, () => `${explain(plan)}plan written to ${o.out}\n`);
   return plan;
+}
+
+type SearchChoices = { readonly candidates?: readonly string[]; readonly lossOn?: LossSpace; readonly sites?: readonly string[] };
+
+/** The search options a command passes on when given: candidates, loss space, sites. */
+export function searchChoices(o: SearchChoices): SearchChoices {
+  return { ...(o.candidates ? { candidates: o.candidates } : {}), ...(o.lossOn ? { lossOn: o.lossOn } : {}), ...(o.sites ? { sites: o.sites } : {}) };
 }
 
 /** Runs the plan search on a model directory and returns the plan (also written to `options.out`). */
@@ -87,7 +100,7 @@ export async function calibrate(options: CalibrateOptions, out: Output, progress
     const target = pipe.calibrationTarget({ classLabels, seed: options.seed, steps: options.steps, guidanceScale: options.guidance, sampler: samplerKind(options.sampler) });
     return await searchAndWrite(
       target as CalibrationTarget<unknown>,
-      { threshold: options.threshold, mode: options.mode ?? 'prefix', steps: options.steps, out: options.out, ...(options.candidates ? { candidates: options.candidates } : {}) },
+      { threshold: options.threshold, mode: options.mode ?? 'prefix', steps: options.steps, out: options.out, ...searchChoices(options) },
       out,
       progress,
       signal,

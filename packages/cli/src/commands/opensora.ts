@@ -19,9 +19,9 @@ import {
   videoAnimation,
   videoGrid,
 } from '@ditfa/models-opensora';
-import { resolveThreshold, type CalibrationTarget } from '@ditfa/planner';
+import { resolveThreshold, type CalibrationTarget, type LossSpace } from '@ditfa/planner';
 import { type SamplerFactory, samplerFactory } from '@ditfa/samplers';
-import { calibrationLabels, searchAndWrite } from './calibrate.js';
+import { calibrationLabels, searchAndWrite, searchChoices } from './calibrate.js';
 import { strategies as ascStrategies } from '@ditfa/strategy-asc';
 import { strategies as astStrategies } from '@ditfa/strategy-ast';
 import { strategies as warsStrategies } from '@ditfa/strategy-wars';
@@ -236,6 +236,10 @@ export interface OpenSoraCalibrateCliOptions extends OpenSoraCliOptions {
   readonly mode?: 'prefix' | 'naive';
   /** Candidate methods of the search (default: the planner's). */
   readonly candidates?: readonly string[];
+  /** Where the search measures its loss (default: the planner's, `output`). */
+  readonly lossOn?: LossSpace;
+  /** Attention sites the search may compress (default: every site). */
+  readonly sites?: readonly string[];
   readonly out: string;
 }
 
@@ -247,7 +251,7 @@ export async function calibrateOpenSora(o: OpenSoraCalibrateCliOptions, out: Out
     const bundle = readModelBundle(o.model);
     const classes = bundle?.classCaptions && !o.captionEmbeddings ? calibrationLabels(o.calib ?? 8, bundle.classCaptions.names.length, o.seed) : undefined;
     const request = openSoraRequest(pipe, classes ? { ...o, class: classes, batch: classes.length } : o, undefined, bundle);
-    return await searchAndWrite(pipe.calibrationTarget(request) as CalibrationTarget<unknown>, { threshold: o.threshold, mode: o.mode ?? 'prefix', steps: request.steps, out: o.out, ...(o.candidates ? { candidates: o.candidates } : {}) }, out, progress, signal);
+    return await searchAndWrite(pipe.calibrationTarget(request) as CalibrationTarget<unknown>, { threshold: o.threshold, mode: o.mode ?? 'prefix', steps: request.steps, out: o.out, ...searchChoices(o) }, out, progress, signal);
   } finally {
     progress.stop();
     await pipe.dispose();

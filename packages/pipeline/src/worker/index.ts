@@ -62,6 +62,8 @@ export interface WorkerSearchOptions {
   readonly threshold: number | string;
   readonly candidates?: readonly string[];
   readonly mode?: 'prefix' | 'naive';
+  readonly lossOn?: 'output' | 'prediction';
+  readonly sites?: readonly string[];
   readonly generator?: string;
   readonly resume?: unknown;
   readonly signal?: AbortSignal;
