@@ -1,6 +1,7 @@
 import {
   InvalidArgumentError,
   ShapeMismatchError,
+  allocateFloats,
   cacheNeededAhead,
   cfgHalves,
   sameShape,
@@ -104,7 +105,8 @@ export async function computeWindowWithResidual(ctx: StrategyContext, inputs: Qk
   } else {
     // Both halves add the same (conditional) residual; each half is written in place into `out`.
     const half = (q.shape[0] ?? 0) / 2;
-    out = tensor(new Float32Array(q.data.length), q.shape);
+    // every element is written by the two calls: pooled memory, not a zeroed fresh array
+    out = tensor(allocateFloats(q.data.length, ctx.backend.allocate?.bind(ctx.backend)), q.shape);
     for (const start of [0, half]) {
       const rows = (t: Tensor): Tensor => sliceBatch(t, start, start + half);
       await ctx.backend.windowWithResidual(rows(q), rows(k), rows(v), window, residual, { ...options, out: rows(out) });
