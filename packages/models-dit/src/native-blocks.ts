@@ -147,21 +147,26 @@ export class NativeBlocks {
       if (taps) trace(`block.${b}.cross_q`, q!);
       const B = rows / tokens;
       const heads = c.numHeads;
-      const core = new Float32Array(rows * C);
-      for (let r = 0; r < B; r++) {
-        const span = (a: Float32Array): Float32Array => a.subarray(r * tokens * C, (r + 1) * tokens * C);
-        await this.#backend.attention(tensor(span(q!.data), [1, tokens, heads, C / heads]), cross.k[r]!, cross.v[r]!, {
-          out: tensor(span(core), [1, tokens, heads, C / heads]),
-        });
-      }
-      const coreT = tensor(core, [rows, C]);
-      if (taps) {
-        trace(`block.${b}.cross_core`, coreT);
-        const [out] = await dense.linear(coreT, block.crossProj!);
-        trace(`block.${b}.cross_out`, out!);
-        await dense.gatedAdd(h, out!, undefined, { out: h });
-      } else {
-        await dense.linear(coreT, block.crossProj!, { residual: { tensor: h }, out: [h] });
+      // every row's attention writes its whole span: a recycled workspace, not fresh zeroed memory
+      const core = this.#take(rows * C);
+      try {
+        for (let r = 0; r < B; r++) {
+          const span = (a: Float32Array): Float32Array => a.subarray(r * tokens * C, (r + 1) * tokens * C);
+          await this.#backend.attention(tensor(span(q!.data), [1, tokens, heads, C / heads]), cross.k[r]!, cross.v[r]!, {
+            out: tensor(span(core), [1, tokens, heads, C / heads]),
+          });
+        }
+        const coreT = tensor(core, [rows, C]);
+        if (taps) {
+          trace(`block.${b}.cross_core`, tensor(core.slice(), [rows, C]));
+          const [out] = await dense.linear(coreT, block.crossProj!);
+          trace(`block.${b}.cross_out`, out!);
+          await dense.gatedAdd(h, out!, undefined, { out: h });
+        } else {
+          await dense.linear(coreT, block.crossProj!, { residual: { tensor: h }, out: [h] });
+        }
+      } finally {
+        this.#give(core);
       }
     }
     const shift = this.#mod(mod, 3, tokens);
