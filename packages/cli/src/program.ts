@@ -93,7 +93,7 @@ export function buildProgram(io: RunIo = {}): Command {
     .addOption(new Option('--mode <mode>', 'search mode').choices(['prefix', 'naive']).default('prefix'))
     .option('--candidates <methods...>', 'candidate methods (default: ast wars+asc wars full+asc; tried most compressive first)')
     .addOption(new Option('--loss-on <space>', 'where the loss is measured: the whole model output (the paper) or the guided prediction the sampler uses').choices(['output', 'prediction']).default('output'))
-    .option('--sites <names...>', 'attention sites the search may compress, e.g. spatial temporal (default: every site; others stay full)')
+    .option('--sites <names...>', 'attention sites the search may compress, e.g. spatial temporal cross (default: the self-attention sites, as in the paper; others stay full)')
     .addOption(threads())
     .requiredOption('--out <plan.json>', 'where to write the plan')
     .addHelpText(

@@ -81,7 +81,7 @@ export interface PlanDocument {
    * `prediction` — what the sampler consumes (guidance applied, an ignored learned variance dropped).
    */
   readonly lossOn?: 'output' | 'prediction';
-  /** The attention sites the search could compress (others stayed full); absent: every site. */
+  /** The attention sites the search could compress (others stayed full) when not all; absent: every site. */
   readonly sites?: readonly string[];
   /** `steps[step][layer]`, layers in the order of `fingerprint.layers`. */
   readonly steps: readonly (readonly PlanEntry[])[];

@@ -12,6 +12,7 @@ import {
   layerAttentionFlops,
   layerShape,
   type CacheProvider,
+  type AttentionLayer,
   type CalibrationTarget,
   type PlanDocument,
   type PlanEntry,
@@ -58,7 +59,7 @@ export interface SearchState {
   readonly mode: SearchMode;
   /** Absent in states saved before it existed: `output`. */
   readonly lossOn?: LossSpace;
-  /** Sites searched; absent: all. */
+  /** Sites searched when not every site of the model; absent: all. */
   readonly sites?: readonly string[];
   /** Decided steps, `decided[step][layer]`. */
   readonly decided: readonly (readonly { readonly method: string; readonly loss: number | null }[])[];
@@ -76,8 +77,9 @@ export interface SearchOptions {
   /** Where the loss is measured (default `output`, the paper's). */
   readonly lossOn?: LossSpace;
   /**
-   * Attention sites the search may compress (e.g. `['spatial', 'temporal']`); layers at other sites stay
-   * at full attention. Default: every site.
+   * Attention sites the search may compress (e.g. `['spatial', 'temporal', 'cross']`); layers at other
+   * sites stay at full attention. Default: the self-attention sites, as in the paper (on DiT and
+   * PixArt-Σ every site; on Open-Sora spatial and temporal, not the cross-attention sites).
    */
   readonly sites?: readonly string[];
   readonly signal?: AbortSignal;
@@ -139,7 +141,7 @@ export async function searchPlan<H>(target: CalibrationTarget<H>, options: Searc
   const N = target.layers.length;
   const T = target.numSteps;
   const candidateNames = checkCandidates(target, options.candidates ?? DEFAULT_CANDIDATES.filter((c) => target.strategies.get(c)));
-  const sites = checkSites(target, options.sites);
+  const sites = searchedSites(target.layers, options.sites);
   const ordered = orderCandidates(target, candidateNames);
   const candidatesFor = (layer: number): string[] => (sites === null || sites.includes(target.layers[layer]!.site) ? ordered(layer) : []);
   const decided: Decision[][] = [];
@@ -152,7 +154,7 @@ export async function searchPlan<H>(target: CalibrationTarget<H>, options: Searc
     if (r.threshold.delta !== threshold.delta) mismatches.push('threshold');
     if (r.candidates.join(',') !== candidateNames.join(',')) mismatches.push('candidates');
     if ((r.lossOn ?? 'output') !== lossOn) mismatches.push('lossOn');
-    if ((r.sites ?? []).join(',') !== (sites ?? []).join(',')) mismatches.push('sites');
+    if (JSON.stringify(r.sites ?? null) !== JSON.stringify(sites)) mismatches.push('sites');
     if (r.decided.length > T || r.decided.some((row) => row.length !== N)) mismatches.push('decided steps');
     if (mismatches.length > 0) {
       throw new SearchResumeError(`Cannot resume a search made for something else (differs in: ${mismatches.join(', ')})`);
@@ -302,17 +304,29 @@ function checkCandidates(target: CalibrationTarget<unknown>, names: readonly str
   return [...names].map((n, i) => ({ n, i, f: target.strategies.get(n)!.flops(shape) })).sort((a, b) => a.f - b.f || a.i - b.i).map((x) => x.n);
 }
 
-/** Checks the sites to search: each named once and present in the model; `null` for every site. */
-function checkSites(target: CalibrationTarget<unknown>, sites: readonly string[] | undefined): string[] | null {
-  if (sites === undefined) return null;
-  if (!Array.isArray(sites) || sites.length === 0) throw new InvalidArgumentError(`Expected a non-empty list of attention sites but received ${JSON.stringify(sites)}`);
-  const present = [...new Set(target.layers.map((l) => l.site))];
-  const twice = sites.find((n, i) => sites.indexOf(n) !== i);
-  if (twice !== undefined) throw new InvalidArgumentError(`Expected each site once but received "${twice}" more than once`);
-  const unknown = sites.filter((n) => !present.includes(n));
-  if (unknown.length > 0) throw new InvalidArgumentError(`Expected sites of this model (${present.join(', ')}) but received ${unknown.map((n) => JSON.stringify(n)).join(', ')}`);
-  // Stored in model order, so that a resumed search compares equal whatever order the caller gave.
-  return present.filter((n) => sites.includes(n));
+/**
+ * The sites a search with these options compresses, as the plan records them: in model order, or `null`
+ * for every site of the model. Default (`sites` absent): the self-attention sites (the paper compresses
+ * self-attention only); a site is self-attention when its layers attend over their own tokens (no
+ * `kvTokens`, or as many as `tokens`). Given sites must each be named once and exist among the layers.
+ * Tools use it to tell whether a stored plan was searched as a default search would be.
+ */
+export function searchedSites(layers: readonly AttentionLayer[], sites?: readonly string[]): string[] | null {
+  const present = [...new Set(layers.map((l) => l.site))];
+  let chosen: string[];
+  if (sites === undefined) {
+    const self = (site: string): boolean => layers.every((l) => l.site !== site || l.kvTokens === undefined || l.kvTokens === l.tokens);
+    chosen = present.filter(self);
+  } else {
+    if (!Array.isArray(sites) || sites.length === 0) throw new InvalidArgumentError(`Expected a non-empty list of attention sites but received ${JSON.stringify(sites)}`);
+    const twice = sites.find((n, i) => sites.indexOf(n) !== i);
+    if (twice !== undefined) throw new InvalidArgumentError(`Expected each site once but received "${twice}" more than once`);
+    const unknown = sites.filter((n) => !present.includes(n));
+    if (unknown.length > 0) throw new InvalidArgumentError(`Expected sites of this model (${present.join(', ')}) but received ${unknown.map((n) => JSON.stringify(n)).join(', ')}`);
+    // Stored in model order, so that a resumed search compares equal whatever order the caller gave.
+    chosen = present.filter((n) => sites.includes(n));
+  }
+  return chosen.length === present.length ? null : chosen;
 }
 
 /**

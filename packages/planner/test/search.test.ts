@@ -276,8 +276,20 @@ describe('search options beyond the paper', () => {
     expect(() => validatePlan(parsePlan(serializePlan(plan)), { methods: lookup() })).not.toThrow();
     expect(() => parsePlan(serializePlan({ ...plan, sites: [3] as never }))).toThrow(/sites/);
     expect(() => parsePlan(serializePlan({ ...plan, lossOn: 'latent' as never }))).toThrow(/lossOn/);
+    // by default only self-attention sites are searched: mark the cols layers as cross-attention (7 keys)
+    const crossy = toy({ blocks: 2, steps: 6, sites: ['rows', 'cols'] });
+    const marked = { ...crossy, layers: crossy.layers.map((l) => (l.site === 'cols' ? { ...l, kvTokens: 7 } : l)) };
+    const self = await searchPlan(marked, { threshold: 1e9 });
+    expect(self.sites).toEqual(['rows']);
+    expect(methods(self).every((row) => row[1] === 'full' && row[3] === 'full')).toBe(true);
+    expect(methods(self).slice(1).every((row) => row[0] === 'ast' && row[2] === 'ast')).toBe(true);
+    const everywhere = await searchPlan({ ...marked }, { threshold: 1e9, sites: ['rows', 'cols'] });
+    expect(everywhere.sites).toBeUndefined();
+    expect(methods(everywhere).slice(1).every((row) => row.every((m) => m === 'ast'))).toBe(true);
+    // on a model with self-attention only, the default searches every site and records none
+    expect((await searchPlan(toy({ steps: 3 }), { threshold: 'D2' })).sites).toBeUndefined();
     // given in another order, the sites are stored in model order
-    const again = await searchPlan(toy({ blocks: 2, steps: 6, sites: ['rows', 'cols'] }), { threshold: 'D2', sites: ['cols', 'rows'] });
-    expect(again.sites).toEqual(['rows', 'cols']);
+    const again = await searchPlan(toy({ blocks: 1, steps: 3, sites: ['self', 'rows', 'cols'] }), { threshold: 'D2', sites: ['cols', 'self'] });
+    expect(again.sites).toEqual(['self', 'cols']);
   });
 });

@@ -24,7 +24,7 @@ export interface CalibrateOptions {
   readonly candidates?: readonly string[];
   /** Where the search measures its loss (default: the planner's, `output`). */
   readonly lossOn?: LossSpace;
-  /** Attention sites the search may compress (default: every site). */
+  /** Attention sites the search may compress (default: the planner's, the self-attention sites). */
   readonly sites?: readonly string[];
   /** Open-Sora: the calibration captions (the file's batch) and the pixel size. */
   readonly captionEmbeddings?: string;

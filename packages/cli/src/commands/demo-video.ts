@@ -3,7 +3,7 @@ import { writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { type AttentionLayer, type PlanDocument, type PlanFingerprint, type Tensor, layerShape, psnr, rawAttentionFlops } from '@ditfa/core';
 import { type ModelBundle, type OpenSoraGenerateOptions, type Pipeline as OpenSoraPipeline, bundleRequest, readModelBundle, videoAnimation, videoGrid } from '@ditfa/models-opensora';
-import { planHeatmapPng, type ThresholdName } from '@ditfa/planner';
+import { planHeatmapPng, searchedSites, type ThresholdName } from '@ditfa/planner';
 import { type Judge, type VideoScores, createJudges, scoreClips } from '@ditfa/quality';
 import { InputFileError } from '../errors.js';
 import type { Output } from '../output.js';
@@ -102,13 +102,14 @@ export async function videoDemo(o: VideoDemoOptions, out: Output, progress: Prog
     const layers = pipe.layers(request);
     const sites = [...new Set(layers.map((l) => l.site))];
     const expected = pipe.fingerprint(request);
+    const searched = searchedSites(layers);
     await pipe.generate({ ...request, steps: 1 }); // warm-up (sessions, kernels)
 
     const raw = await run(pipe, request, null, null, judges, classes, layers, progress, 'video raw');
     await writeVideo(o.out, 'video-raw', raw.frames, bundle);
     rows.push({ level: 'raw', delta: null, planSource: null, measure: raw.measure, grid: 'video-raw.png', animation: 'video-raw.apng', heatmap: null });
     for (const level of o.levels) {
-      const { plan, source } = await videoPlanFor(level, o, expected, out, progress);
+      const { plan, source } = await videoPlanFor(level, o, expected, searched, out, progress);
       const r = await run(pipe, request, plan, raw.frames, judges, classes, layers, progress, `video ${level}`);
       await writeVideo(o.out, `video-${level}`, r.frames, bundle);
       const heatmap = `video-${level}-plan.png`;
@@ -180,6 +181,7 @@ async function videoPlanFor(
   level: ThresholdName,
   o: VideoDemoOptions,
   expected: PlanFingerprint,
+  sites: readonly string[] | null,
   out: Output,
   progress: Progress,
 ): Promise<{ plan: PlanDocument; source: 'shipped' | 'cached' | 'calibrated' }> {
@@ -187,7 +189,7 @@ async function videoPlanFor(
     [path.join(o.out, 'plans', `video-${level}.json`), 'cached'],
     [path.join(o.model, 'plans', `${level}.json`), 'shipped'],
   ];
-  const found = o.recalibrate ? null : await matchingPlan(level, candidates, expected, out);
+  const found = o.recalibrate ? null : await matchingPlan(level, candidates, expected, sites, out);
   if (found) return found;
   const file = candidates[0]![0];
   const plan = await calibrateOpenSora(

@@ -3,7 +3,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { diffFingerprints, parsePlan, type PlanDocument, type PlanFingerprint } from '@ditfa/core';
-import { THRESHOLDS, planHeatmapPng, type ThresholdName } from '@ditfa/planner';
+import { THRESHOLDS, planHeatmapPng, searchedSites, type ThresholdName } from '@ditfa/planner';
 import type { Judge } from '@ditfa/quality';
 import type { Output } from '../output.js';
 import type { Progress } from '../progress.js';
@@ -62,6 +62,7 @@ export async function demo(o: DemoOptions, out: Output, progress: Progress): Pro
     backendName = (await pipe.backend()).name;
     const request = buildRequest(pipe, { class: defaultClasses(pipe, o.samples), seed: o.seed, steps: o.steps, guidance: o.guidance, batch: o.samples, sampler: 'dpm++' });
     const expected = pipe.fingerprint({ steps: o.steps, guidanceScale: o.guidance, sampler: 'dpmpp-2m' });
+    const sites = searchedSites(pipe.layers(request));
     out.note(`model ${modelDir}: ${pipe.model.architecture}, backend ${backendName}`);
     await pipe.generate({ ...request, steps: 2 }); // warm-up
 
@@ -70,7 +71,7 @@ export async function demo(o: DemoOptions, out: Output, progress: Progress): Pro
     rows.push({ level: 'raw', delta: null, planSource: null, measure: raw.measure, grid: 'raw.png', heatmap: null });
 
     for (const level of o.levels) {
-      const { plan, source } = await planFor(level, modelDir, o, expected, out, progress);
+      const { plan, source } = await planFor(level, modelDir, o, expected, sites, out, progress);
       const run = await measure(pipe, request, plan, raw.result, judges, progress, level);
       const grid = `${level}.png`;
       await writeGrid(run.result, path.join(o.out, grid));
@@ -107,6 +108,7 @@ async function planFor(
   modelDir: string,
   o: DemoOptions,
   expected: PlanFingerprint,
+  sites: readonly string[] | null,
   out: Output,
   progress: Progress,
 ): Promise<{ plan: PlanDocument; source: 'shipped' | 'cached' | 'calibrated' }> {
@@ -114,7 +116,7 @@ async function planFor(
     [path.join(o.out, 'plans', `${level}.json`), 'cached'],
     [path.join(modelDir, 'plans', `${level}.json`), 'shipped'],
   ];
-  const found = o.recalibrate ? null : await matchingPlan(level, candidates, expected, out);
+  const found = o.recalibrate ? null : await matchingPlan(level, candidates, expected, sites, out);
   if (found) return found;
   const file = candidates[0]![0];
   const plan = await calibrate(
@@ -127,18 +129,22 @@ async function planFor(
 
 /**
  * The first of `candidates` (cached, shipped) that holds a plan for `level` made for this run's
- * fingerprint; null when none does (each file made for another configuration is noted).
+ * fingerprint by the search the demo runs (output loss, the default `sites`); null when none does (each
+ * file made for another configuration is noted).
  */
 export async function matchingPlan(
   level: ThresholdName,
   candidates: ReadonlyArray<readonly [string, 'shipped' | 'cached']>,
   expected: PlanFingerprint,
+  sites: readonly string[] | null,
   out: Output,
 ): Promise<{ plan: PlanDocument; source: 'shipped' | 'cached' } | null> {
   for (const [file, source] of candidates) {
     if (!existsSync(file)) continue;
     const plan = parsePlan(await readFile(file, 'utf8'));
-    if (diffFingerprints(plan.fingerprint, expected).length === 0 && plan.threshold.delta === THRESHOLDS[level]) return { plan, source };
+    // the search the demo would run: the level's δ, the loss on the model output, the default sites
+    const sameSearch = plan.threshold.delta === THRESHOLDS[level] && (plan.lossOn ?? 'output') === 'output' && JSON.stringify(plan.sites ?? null) === JSON.stringify(sites);
+    if (diffFingerprints(plan.fingerprint, expected).length === 0 && sameSearch) return { plan, source };
     out.note(`${file} was made for another configuration; calibrating ${level} again`);
   }
   return null;

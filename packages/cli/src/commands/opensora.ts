@@ -238,7 +238,7 @@ export interface OpenSoraCalibrateCliOptions extends OpenSoraCliOptions {
   readonly candidates?: readonly string[];
   /** Where the search measures its loss (default: the planner's, `output`). */
   readonly lossOn?: LossSpace;
-  /** Attention sites the search may compress (default: every site). */
+  /** Attention sites the search may compress (default: the planner's, the self-attention sites). */
   readonly sites?: readonly string[];
   readonly out: string;
 }
