@@ -26,7 +26,8 @@ export function explain(plan: PlanDocument, letters: Readonly<Record<string, str
   const lines = [
     `Plan for ${fp.model.architecture} (${fp.model.weightsHash.slice(0, 19)}…)`,
     `  latent ${latent}, ${fp.steps} steps of ${fp.sampler}, guidance ${fp.guidance ?? 'off'} (${fp.cfgOrder}), ${N} attention layers`,
-    `  threshold δ = ${plan.threshold.delta}${plan.threshold.name ? ` (${plan.threshold.name})` : ''}; candidates ${plan.candidates.join(' > ')}`,
+    `  threshold δ = ${plan.threshold.delta}${plan.threshold.name ? ` (${plan.threshold.name})` : ''}; candidates ${plan.candidates.join(' > ')}` +
+      `; loss on the ${plan.lossOn === 'prediction' ? 'guided prediction' : 'model output'}; searched ${plan.sites ? `sites ${plan.sites.join(', ')} (others full)` : 'every site'}`,
     `  attention FLOPs: ${pct(plan.totals.attentionFlopsFraction)} of the raw model` +
       (plan.totals.searchSeconds !== undefined ? `; search ${plan.totals.searchSeconds.toFixed(1)} s` : '') +
       (plan.totals.layerEvaluations !== undefined ? `, ${plan.totals.layerEvaluations} layer evaluations` : ''),

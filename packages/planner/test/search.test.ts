@@ -172,6 +172,8 @@ describe('greedy plan search (Algorithm 1)', () => {
     expect(text).toContain(`attention FLOPs: ${(100 / 8).toFixed(1)} % of the raw model`);
     expect(text).toMatch(/\n {4}0\.self FAAAAAAA\n/);
     expect(text).toContain('self: 1-D, 4 tokens per side');
+    expect(text).toContain('loss on the model output; searched every site');
+    expect(explain({ ...plan, lossOn: 'prediction', sites: ['self'] })).toContain('loss on the guided prediction; searched sites self (others full)');
   });
 });
 
