@@ -1,11 +1,16 @@
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { parsePlan } from '@ditfa/core';
+import { concatBatch, parsePlan } from '@ditfa/core';
+import { bundleRequest, readModelBundle, videoGrid } from '@ditfa/models-opensora';
 import { THRESHOLDS } from '@ditfa/planner';
 import { apngFrameCount, decodePng } from '@ditfa/image';
 import { describe, expect, it } from 'vitest';
 import { ExitCode } from '../src/index.js';
+import { videoDemo } from '../src/commands/demo-video.js';
+import { openOpenSora } from '../src/commands/opensora.js';
+import type { Output } from '../src/output.js';
+import type { Progress } from '../src/progress.js';
 import { cli } from './cli-helper.js';
 
 /**
@@ -128,12 +133,38 @@ describe.skipIf(!videoPresent)('ditfa end to end on the bundled video model', { 
     expect(readFileSync(join(out, 'report.md'), 'utf8')).toContain('| FLOPs spatial | FLOPs spatial-cross | FLOPs temporal | FLOPs temporal-cross |');
   });
 
+  it('demo video half in chunks: clips generated a chunk at a time (seed + k), frames joined in order', async () => {
+    const out = join(dir, 'chunks');
+    mkdirSync(out);
+    const silent = { json: true, result() {}, note() {}, warn() {} } as unknown as Output;
+    const none = { start() {}, update() {}, stop() {} } as unknown as Progress;
+    const report = await videoDemo({ model: bundledVideo, out, clips: 3, seed: 5, calib: 4, levels: ['D6'], recalibrate: false, chunk: 2, threads: 2 }, silent, none);
+    expect(report.rows.map((r) => r.level)).toEqual(['raw', 'D6']);
+    // independently: the pipeline on clips [0, 1] with seed 5 and [2] with seed 6, frames joined
+    const bundle = readModelBundle(bundledVideo)!;
+    const pipe = await openOpenSora(bundledVideo, { threads: 2 });
+    try {
+      const a = await pipe.generate(bundleRequest(bundle, { classes: [0, 1], seed: 5 }));
+      const b = await pipe.generate(bundleRequest(bundle, { classes: [2], seed: 6 }));
+      const frames = concatBatch([a.images!, b.images!]);
+      expect(Buffer.from(readFileSync(join(out, 'video-raw.png'))).equals(Buffer.from(videoGrid(frames, { scale: 2 })))).toBe(true);
+    } finally {
+      await pipe.dispose();
+    }
+    expect(report.rows[1]!.measure.scores!.judges.map((j) => j.judge)).toEqual(['J1', 'J2']);
+  });
+
   it('every shipped video plan is valid, says its level and covers the four sites of the four blocks', () => {
     for (const level of LEVELS) {
       const plan = parsePlan(readFileSync(join(bundledVideo, 'plans', `${level}.json`), 'utf8'));
       expect(plan.threshold.delta).toBe(THRESHOLDS[level]);
       expect(plan.fingerprint.layers).toHaveLength(16);
       expect(plan.steps).toHaveLength(30);
+      // searched as the demo would: the self-attention sites only, cross-attention always full
+      expect(plan.sites).toEqual(['spatial', 'temporal']);
+      const cross = plan.fingerprint.layers.map((l, i) => (l.id.endsWith('-cross') ? i : -1)).filter((i) => i >= 0);
+      expect(cross).toHaveLength(8);
+      expect(plan.steps.every((row) => cross.every((i) => row[i]!.method === 'full'))).toBe(true);
     }
   });
 

@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
-import { type AttentionLayer, type PlanDocument, type PlanFingerprint, type Tensor, layerShape, psnr, rawAttentionFlops } from '@ditfa/core';
+import { type AttentionLayer, type PlanDocument, type PlanFingerprint, type Tensor, concatBatch, layerShape, psnr, rawAttentionFlops } from '@ditfa/core';
 import { type ModelBundle, type OpenSoraGenerateOptions, type Pipeline as OpenSoraPipeline, bundleRequest, readModelBundle, videoAnimation, videoGrid } from '@ditfa/models-opensora';
 import { planHeatmapPng, searchedSites, type ThresholdName } from '@ditfa/planner';
 import { type Judge, type VideoScores, createJudges, scoreClips } from '@ditfa/quality';
@@ -29,6 +29,8 @@ export interface VideoDemoOptions {
   readonly levels: readonly ThresholdName[];
   readonly recalibrate: boolean;
   readonly threads?: number;
+  /** Clips per generate call (default {@link VIDEO_CHUNK}); chunk `k` uses seed `seed + k`. */
+  readonly chunk?: number;
 }
 
 export interface VideoRunMeasure {
@@ -94,7 +96,10 @@ export async function videoDemo(o: VideoDemoOptions, out: Output, progress: Prog
   if (!bundle?.classCaptions) throw new InputFileError(`Expected a video model bundle (config.json with a "ditfa" section and class captions) in ${o.model}`);
   const pipe = await openOpenSora(o.model, { warn: out.warn, ...(o.threads ? { threads: o.threads } : {}) });
   const classes = Array.from({ length: o.clips }, (_, i) => i % bundle.classCaptions!.names.length);
-  const request = bundleRequest(bundle, { classes, seed: o.seed });
+  // Generated in chunks of at most VIDEO_CHUNK clips (chunk k with seed + k), so that memory stays bounded
+  // whatever --video-clips asks for (a 200-clip batch needs over 24 GB); up to VIDEO_CHUNK clips it is one batch.
+  const requests = chunk(classes, o.chunk ?? VIDEO_CHUNK).map((c, k) => bundleRequest(bundle, { classes: c, seed: o.seed + k }));
+  const request = requests[0]!;
   const rows: VideoRow[] = [];
   let judges: Judge[] = [];
   try {
@@ -105,12 +110,12 @@ export async function videoDemo(o: VideoDemoOptions, out: Output, progress: Prog
     const searched = searchedSites(layers);
     await pipe.generate({ ...request, steps: 1 }); // warm-up (sessions, kernels)
 
-    const raw = await run(pipe, request, null, null, judges, classes, layers, progress, 'video raw');
+    const raw = await run(pipe, requests, null, null, judges, classes, layers, progress, 'video raw');
     await writeVideo(o.out, 'video-raw', raw.frames, bundle);
     rows.push({ level: 'raw', delta: null, planSource: null, measure: raw.measure, grid: 'video-raw.png', animation: 'video-raw.apng', heatmap: null });
     for (const level of o.levels) {
       const { plan, source } = await videoPlanFor(level, o, expected, searched, out, progress);
-      const r = await run(pipe, request, plan, raw.frames, judges, classes, layers, progress, `video ${level}`);
+      const r = await run(pipe, requests, plan, raw.frames, judges, classes, layers, progress, `video ${level}`);
       await writeVideo(o.out, `video-${level}`, r.frames, bundle);
       const heatmap = `video-${level}-plan.png`;
       await writeFile(path.join(o.out, heatmap), planHeatmapPng(plan));
@@ -140,9 +145,18 @@ function judgesApply(bundle: ModelBundle): boolean {
   return bundle.pixelSpace && bundle.video.height === 32 && bundle.video.width === 32 && bundle.classCaptions?.names.length === 10;
 }
 
+/** Clips per generate call in the video demo. */
+export const VIDEO_CHUNK = 50;
+
+function chunk<T>(items: readonly T[], size: number): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
+  return out;
+}
+
 async function run(
   pipe: OpenSoraPipeline,
-  request: OpenSoraGenerateOptions,
+  requests: readonly OpenSoraGenerateOptions[],
   plan: PlanDocument | null,
   raw: Tensor | null,
   judges: readonly Judge[],
@@ -151,12 +165,26 @@ async function run(
   progress: Progress,
   label: string,
 ): Promise<{ frames: Tensor; measure: VideoRunMeasure }> {
-  progress.start(request.steps, label);
+  const steps = requests[0]!.steps;
+  progress.start(steps * requests.length, label);
   const t0 = performance.now();
-  const result = await pipe.generate({ ...request, ...(plan ? { plan } : {}), onProgress: (e) => progress.update(e.step) });
+  const parts: Tensor[] = [];
+  let attentionMs = 0;
+  let flops = 0;
+  let rawFlops = 0;
+  let fallbacks = 0;
+  for (const [k, request] of requests.entries()) {
+    const result = await pipe.generate({ ...request, ...(plan ? { plan } : {}), onProgress: (e) => progress.update(k * steps + e.step) });
+    parts.push(result.images!);
+    attentionMs += result.timings.attentionMs;
+    flops += result.attention.flops;
+    rawFlops += result.attention.rawFlops;
+    fallbacks += result.attention.fallbacks;
+  }
   const seconds = (performance.now() - t0) / 1000;
   progress.stop();
-  const frames = result.images!;
+  const frames = parts.length === 1 ? parts[0]! : concatBatch(parts);
+  const result = { timings: { attentionMs }, attention: { fraction: rawFlops === 0 ? 0 : flops / rawFlops, fallbacks } };
   return {
     frames,
     measure: {
