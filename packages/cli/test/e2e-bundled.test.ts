@@ -152,6 +152,7 @@ describe.skipIf(!videoPresent)('ditfa end to end on the bundled video model', { 
       await pipe.dispose();
     }
     expect(report.rows[1]!.measure.scores!.judges.map((j) => j.judge)).toEqual(['J1', 'J2']);
+    await expect(videoDemo({ model: bundledVideo, out, clips: 3, seed: 5, calib: 4, levels: [], recalibrate: false, chunk: 0 }, silent, none)).rejects.toMatchObject({ code: 'ERR_DITFA_USAGE' });
   });
 
   it('every shipped video plan is valid, says its level and covers the four sites of the four blocks', () => {

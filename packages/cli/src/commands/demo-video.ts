@@ -5,7 +5,7 @@ import { type AttentionLayer, type PlanDocument, type PlanFingerprint, type Tens
 import { type ModelBundle, type OpenSoraGenerateOptions, type Pipeline as OpenSoraPipeline, bundleRequest, readModelBundle, videoAnimation, videoGrid } from '@ditfa/models-opensora';
 import { planHeatmapPng, searchedSites, type ThresholdName } from '@ditfa/planner';
 import { type Judge, type VideoScores, createJudges, scoreClips } from '@ditfa/quality';
-import { InputFileError } from '../errors.js';
+import { InputFileError, UsageError } from '../errors.js';
 import type { Output } from '../output.js';
 import type { Progress } from '../progress.js';
 import { bundledModelsRoot } from '../session.js';
@@ -94,12 +94,12 @@ export async function videoDemo(o: VideoDemoOptions, out: Output, progress: Prog
   const started = performance.now();
   const bundle = readModelBundle(o.model);
   if (!bundle?.classCaptions) throw new InputFileError(`Expected a video model bundle (config.json with a "ditfa" section and class captions) in ${o.model}`);
-  const pipe = await openOpenSora(o.model, { warn: out.warn, ...(o.threads ? { threads: o.threads } : {}) });
   const classes = Array.from({ length: o.clips }, (_, i) => i % bundle.classCaptions!.names.length);
   // Generated in chunks of at most VIDEO_CHUNK clips (chunk k with seed + k), so that memory stays bounded
   // whatever --video-clips asks for (a 200-clip batch needs over 24 GB); up to VIDEO_CHUNK clips it is one batch.
   const requests = chunk(classes, o.chunk ?? VIDEO_CHUNK).map((c, k) => bundleRequest(bundle, { classes: c, seed: o.seed + k }));
   const request = requests[0]!;
+  const pipe = await openOpenSora(o.model, { warn: out.warn, ...(o.threads ? { threads: o.threads } : {}) });
   const rows: VideoRow[] = [];
   let judges: Judge[] = [];
   try {
@@ -149,6 +149,7 @@ function judgesApply(bundle: ModelBundle): boolean {
 export const VIDEO_CHUNK = 50;
 
 function chunk<T>(items: readonly T[], size: number): T[][] {
+  if (!Number.isInteger(size) || size < 1) throw new UsageError(`Expected a positive whole number of clips per chunk but received ${size}`);
   const out: T[][] = [];
   for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
   return out;
