@@ -19,7 +19,10 @@ describe('the planner on an Open-Sora model (every site calibrated)', () => {
         const options = { captions: captions(2), mask: [1, 1, 1, 1, 0, 0, 1, 1, 1, 1, 1, 1], frames: 17, height: 48, width: 64, seed: 3, steps: 4, guidanceScale: 7, sampler: version === 'stdit3' ? ('rflow' as const) : ('iddpm' as const) };
         const target = pipe.calibrationTarget(options);
         const events: PlannerEvent[] = [];
-        const plan = await searchPlan(target, { threshold: 'D6', onProgress: (e) => events.push(e) });
+        // every site named, cross-attention included (the default searches the self-attention sites only)
+        const everySite = [...new Set(target.layers.map((l) => l.site))];
+        const plan = await searchPlan(target, { threshold: 'D6', sites: everySite, onProgress: (e) => events.push(e) });
+        expect(plan.sites).toBeUndefined();
         const ids = plan.fingerprint.layers.map((l) => l.id);
         expect(ids).toEqual(version === 'stdit3' ? ['0.spatial', '0.spatial-cross', '0.temporal', '0.temporal-cross', '1.spatial', '1.spatial-cross', '1.temporal', '1.temporal-cross'] : ['0.spatial', '0.temporal', '0.cross', '1.spatial', '1.temporal', '1.cross']);
         // candidates per site: window methods only where the layer has a window (spatial by default)
@@ -43,6 +46,13 @@ describe('the planner on an Open-Sora model (every site calibrated)', () => {
         const replay = await pipe.generate({ ...options, plan, images: false });
         expect(maxRelError(replay.latents.data, calibrated.data)).toBe(0);
         expect(replay.attention.fraction).toBeCloseTo(plan.totals.attentionFlopsFraction, 12);
+        // by default the cross-attention layers stay at full attention (the paper compresses self-attention only)
+        const self = await searchPlan(pipe.calibrationTarget(options), { threshold: 'D6' });
+        expect(self.sites).toEqual(['spatial', 'temporal']);
+        const crossLayers = ids.flatMap((id, i) => (id.endsWith('cross') ? [i] : []));
+        expect(crossLayers.length).toBe(version === 'stdit3' ? 4 : 2);
+        expect(self.steps.every((row) => crossLayers.every((i) => row[i]!.method === 'full'))).toBe(true);
+        expect(self.steps.slice(1).some((row) => row.some((e) => e.method !== 'full'))).toBe(true);
       } finally {
         await pipe.dispose();
       }
