@@ -109,7 +109,9 @@ interface Decision {
  * attention for this step (earlier steps under their chosen methods); layers in model order,
  * candidates that apply to the layer in order of decreasing compression, the first whose loss is below
  * `(i+1)/N · δ` is accepted (`i` the layer's index in model order, `N` the number of layers); then the
- * step runs for real with the chosen methods, filling the caches.
+ * step runs for real with the chosen methods, filling the caches. Layers at sites the search does not
+ * cover (by default the cross-attention sites: the paper compresses self-attention only; see
+ * {@link SearchOptions.sites}) have no candidates and stay at full attention.
  *
  * The limit: the paper gives block `i` of `N` the budget `(i+1)/N · δ` because the output error it
  * measures is cumulative — every decision before `i` is already in the model output — so the budget
