@@ -69,6 +69,14 @@ export interface PlanTotals {
   readonly layerEvaluations?: number;
 }
 
+/**
+ * Where a plan search measures its loss: `output` (the paper) on the whole model output, both CFG halves
+ * and any learned-variance channels; `prediction` on what the sampler consumes (guidance applied, an
+ * ignored variance dropped), so that an error the guidance scale amplifies counts as much as the sampler
+ * feels it.
+ */
+export type LossSpace = 'output' | 'prediction';
+
 export interface PlanDocument {
   readonly format: typeof PLAN_FORMAT;
   readonly version: typeof PLAN_VERSION;
@@ -76,11 +84,8 @@ export interface PlanDocument {
   readonly threshold: { readonly delta: number; readonly name?: string };
   /** Candidate methods in the order they were tried (decreasing compression). */
   readonly candidates: readonly string[];
-  /**
-   * Where the search measured its loss: absent or `output` — the whole model output (the paper);
-   * `prediction` — what the sampler consumes (guidance applied, an ignored learned variance dropped).
-   */
-  readonly lossOn?: 'output' | 'prediction';
+  /** Where the search measured its loss (see {@link LossSpace}); absent: `output`. */
+  readonly lossOn?: LossSpace;
   /** The attention sites the search could compress (others stayed full) when not all; absent: every site. */
   readonly sites?: readonly string[];
   /** `steps[step][layer]`, layers in the order of `fingerprint.layers`. */

@@ -14,6 +14,7 @@ import {
   type CacheProvider,
   type AttentionLayer,
   type CalibrationTarget,
+  type LossSpace,
   type PlanDocument,
   type PlanEntry,
   type PlanFingerprint,
@@ -27,12 +28,8 @@ export const DEFAULT_CANDIDATES = Object.freeze(['ast', 'wars+asc', 'wars', 'ful
 
 export type SearchMode = 'prefix' | 'naive';
 
-/**
- * Where the loss is measured: `output` (the paper) on the whole model output, both CFG halves and any
- * learned-variance channels; `prediction` on what the sampler consumes (guidance applied, an ignored
- * variance dropped), so that an error the guidance scale amplifies counts as much as the sampler feels it.
- */
-export type LossSpace = 'output' | 'prediction';
+/** Where the loss is measured: core's {@link LossSpace} (re-exported for the planner's users). */
+export type { LossSpace };
 
 export type PlannerEvent =
   | { readonly type: 'step-start'; readonly step: number; readonly numSteps: number }

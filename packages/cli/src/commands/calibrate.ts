@@ -42,13 +42,20 @@ export function calibrationLabels(n: number, classes: number, seed: number): num
   return Array.from({ length: n }, () => Math.min(classes - 1, Math.floor(rng.uniform() * classes)));
 }
 
+/** The search options a command may pass on: candidates, loss space, sites (each absent: the planner's default). */
+interface SearchChoices {
+  readonly candidates?: readonly string[];
+  readonly lossOn?: LossSpace;
+  readonly sites?: readonly string[];
+}
+
 /**
  * The plan search on a calibration target with a progress bar (a tick per decided (step, layer)), the plan
  * written to `o.out` and reported (`explain()`, or JSON). Shared by every model family's `calibrate`.
  */
 export async function searchAndWrite(
   target: CalibrationTarget<unknown>,
-  o: { readonly threshold: string; readonly mode: 'prefix' | 'naive'; readonly steps: number; readonly out: string; readonly candidates?: readonly string[]; readonly lossOn?: LossSpace; readonly sites?: readonly string[] },
+  o: { readonly threshold: string; readonly mode: 'prefix' | 'naive'; readonly steps: number; readonly out: string } & SearchChoices,
   out: Output,
   progress: Progress,
   signal?: AbortSignal,
@@ -63,9 +70,7 @@ export async function searchAndWrite(
   const plan = await searchPlan(target, {
     threshold: o.threshold,
     mode: o.mode,
-    ...(o.candidates ? { candidates: o.candidates } : {}),
-    ...(o.lossOn ? { lossOn: o.lossOn } : {}),
-    ...(o.sites ? { sites: o.sites } : {}),
+    ...searchChoices(o),
     generator: 'ditfa calibrate',
     ...(signal ? { signal } : {}),
     onProgress: (e) => {
@@ -78,8 +83,6 @@ export async function searchAndWrite(
   out.result({ out: o.out, threshold: plan.threshold, totals: plan.totals, fingerprint: plan.fingerprint }, () => `${explain(plan)}plan written to ${o.out}\n`);
   return plan;
 }
-
-type SearchChoices = { readonly candidates?: readonly string[]; readonly lossOn?: LossSpace; readonly sites?: readonly string[] };
 
 /** The search options a command passes on when given: candidates, loss space, sites. */
 export function searchChoices(o: SearchChoices): SearchChoices {

@@ -185,15 +185,14 @@ async function run(
   const seconds = (performance.now() - t0) / 1000;
   progress.stop();
   const frames = parts.length === 1 ? parts[0]! : concatBatch(parts);
-  const result = { timings: { attentionMs }, attention: { fraction: rawFlops === 0 ? 0 : flops / rawFlops, fallbacks } };
   return {
     frames,
     measure: {
       seconds,
-      attentionSeconds: result.timings.attentionMs / 1000,
-      attentionFlopsFraction: result.attention.fraction,
+      attentionSeconds: attentionMs / 1000,
+      attentionFlopsFraction: rawFlops === 0 ? 0 : flops / rawFlops,
       siteFlopsFraction: siteFractions(layers, plan),
-      fallbacks: result.attention.fallbacks,
+      fallbacks,
       psnrVsRaw: raw ? psnr(raw.data, frames.data, { peak: 2 }) : null,
       scores: judges.length > 0 ? await scoreClips(judges, frames, classes) : null,
     },

@@ -11,7 +11,7 @@ import { createRequire } from 'node:module';
 import { isAbsolute } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import { type AttentionLayer, DitfaError, InvalidArgumentError, type PlanDocument, type PlanFingerprint, type WindowSpec, describeValue, expectInteger } from '@ditfa/core';
+import { type AttentionLayer, DitfaError, InvalidArgumentError, type LossSpace, type PlanDocument, type PlanFingerprint, type WindowSpec, describeValue, expectInteger } from '@ditfa/core';
 import { PipelineDisposedError } from '../errors.js';
 import type { FingerprintOptions, GenerateOptionsBase, GenerateResult, PipelineEvent, PipelineOptions } from '../pipeline.js';
 import { type ModuleRef, type Reply, type Request, type ResolvedRef, type WorkerModelInfo, reviveError } from './protocol.js';
@@ -62,7 +62,7 @@ export interface WorkerSearchOptions {
   readonly threshold: number | string;
   readonly candidates?: readonly string[];
   readonly mode?: 'prefix' | 'naive';
-  readonly lossOn?: 'output' | 'prediction';
+  readonly lossOn?: LossSpace;
   readonly sites?: readonly string[];
   readonly generator?: string;
   readonly resume?: unknown;
