@@ -81,7 +81,7 @@ class SpyModel extends GridModel {
       let project = 0;
       const output = await attend(layer, {
         qkv: (rows) => ((qkv += 1), hooks.qkv(rows)),
-        project: (attention, rows) => ((project += 1), hooks.project(attention, rows)),
+        project: (attention, rows, into) => ((project += 1), hooks.project(attention, rows, into)),
       });
       this.calls[step]![layer] = { output, qkv, project };
       return output;

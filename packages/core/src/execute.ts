@@ -1,7 +1,7 @@
 import { InvalidArgumentError, ShapeMismatchError, describeValue } from './errors.js';
 import { keyLengthsBackend, validateKeyLengths } from './key-lengths.js';
 import type { AttentionStrategy, RowSelection, StrategyContext } from './strategy.js';
-import { concatBatch, type Tensor } from './tensor.js';
+import { allocateFloats, cfgHalves, tensor, type Tensor } from './tensor.js';
 
 /** What {@link AttentionHooks.qkv} returns: q `[rows, Lq, H, D]`, k and v `[rows, Lkv, H, D]`. */
 export interface QkvTensors {
@@ -24,8 +24,13 @@ export interface AttentionHooks {
    * `cfgHalves(x, ctx.cfg).cond` selects). Called at most once, and not at all when the strategy needs nothing.
    */
   qkv(rows: RowSelection): Promise<QkvTensors>;
-  /** Out-projection of an attention output `[rows, L, H, D]` → `[rows, L, C]`. */
-  project(attention: Tensor, rows: RowSelection): Promise<Tensor>;
+  /**
+   * Out-projection of an attention output `[rows, L, H, D]` → `[rows, L, C]`. For a conditional-half
+   * result (ASC) {@link executeAttention} passes `into`: the `[rows, L, C]` rows of the layer's whole
+   * `[B, L, C]` output that the conditional half occupies. A hook that writes its projection there and
+   * returns `into` saves a copy; one that ignores `into` returns its own tensor, which is copied in.
+   */
+  project(attention: Tensor, rows: RowSelection, into?: Tensor): Promise<Tensor>;
   /** Channels of the projected output `[B, L, C]` (default `heads·headDim` of the layer). */
   readonly channels?: number;
 }
@@ -34,6 +39,23 @@ function expectShape(strategy: AttentionStrategy, what: string, t: Tensor, expec
   if (t.shape.length !== expected.length || t.shape.some((d, i) => d !== expected[i])) {
     throw new ShapeMismatchError(`Expected strategy "${strategy.name}" to return ${what} of shape [${expected.join(', ')}] but received [${t.shape.join(', ')}]`);
   }
+}
+
+/**
+ * The ASC copy: projects the conditional half once, straight into its rows of the layer's `[B, L, C]`
+ * output (pooled memory from the backend when it has a pool: every element is written), then copies
+ * those rows to the unconditional half.
+ */
+async function projectBroadcast(strategy: AttentionStrategy, ctx: StrategyContext, hooks: AttentionHooks, attention: Tensor, shape: readonly number[]): Promise<Tensor> {
+  const whole = tensor(allocateFloats(shape.reduce((a, b) => a * b, 1), ctx.backend.allocate?.bind(ctx.backend)), shape);
+  const { cond, uncond } = cfgHalves(whole, ctx.cfg!);
+  const given = await hooks.project(attention, 'conditional', cond);
+  if (given.data !== cond.data) {
+    expectShape(strategy, 'a projected conditional half', given, cond.shape);
+    cond.data.set(given.data);
+  }
+  uncond.data.set(cond.data);
+  return whole;
 }
 
 /**
@@ -73,8 +95,9 @@ export async function executeAttention(strategy: AttentionStrategy, ctx: Strateg
   }
   const resultRows = result.rows === 'conditional' ? layer.batch / 2 : layer.batch;
   expectShape(strategy, `attention (rows ${result.rows})`, result.output, [resultRows, layer.tokens, layer.heads, layer.headDim]);
-  let projected = await hooks.project(result.output, result.rows);
-  if (result.rows === 'conditional') projected = concatBatch([projected, projected], ctx.backend.allocate?.bind(ctx.backend));
+  const projected = result.rows === 'conditional'
+    ? await projectBroadcast(strategy, ctx, hooks, result.output, [layer.batch, layer.tokens, channels])
+    : await hooks.project(result.output, result.rows);
   const event = { kind: 'projected', output: projected } as const;
   for (const name of ctx.strategies.names()) ctx.strategies.get(name)?.observe?.(ctx, event);
   return projected;

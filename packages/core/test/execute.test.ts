@@ -141,6 +141,46 @@ describe('executeAttention', () => {
     expect(Array.from(out.data.subarray(n * L * C))).toEqual(expected);
   });
 
+  it.each<CfgOrder>(['cond-first', 'cond-second'])(
+    'under %s passes the conditional rows of the output to project(); a hook that writes there saves the copy',
+    async (order) => {
+      const returned: Tensor[] = [];
+      const s = attentionOf('cond', 'conditional', 'conditional', n, returned);
+      const base = context(s, [], { cfg: order });
+      const pooled: Float32Array[] = [];
+      const backend = { ...base.backend, allocate: (length: number) => (pooled.push(new Float32Array(length).fill(Number.NaN)), pooled.at(-1)!) };
+      const intos: (Tensor | undefined)[] = [];
+      const out = await executeAttention(s, { ...base, backend }, hooks(newLog(), {
+        project: async (attention, rows, into) => {
+          intos.push(into);
+          expect(rows).toBe('conditional');
+          into!.data.set(attention.data.map((x) => 10 * x));
+          return into!;
+        },
+      }));
+      expect(out.data).toBe(pooled[0]);
+      const half = n * L * C;
+      const into = intos[0]!;
+      expect(into.shape).toEqual([n, L, C]);
+      // the conditional rows of the whole output, in its memory
+      expect(into.data.buffer).toBe(out.data.buffer);
+      expect(into.data.byteOffset).toBe(out.data.byteOffset + (order === 'cond-first' ? 0 : half * 4));
+      const expected = Array.from(returned[0]!.data.map((x) => 10 * x));
+      expect(Array.from(out.data.subarray(0, half))).toEqual(expected);
+      expect(Array.from(out.data.subarray(half))).toEqual(expected);
+    },
+  );
+
+  it('refuses a projected conditional half of the wrong shape with a coded error naming the strategy', async () => {
+    const s = attentionOf('cond', 'conditional', 'conditional', n);
+    const bad = hooks(newLog(), { project: async (attention) => tensor(new Float32Array(attention.data.length), [attention.shape[0]!, L * C]) });
+    const err = await executeAttention(s, context(s, []), bad).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ShapeMismatchError);
+    expect((err as ShapeMismatchError).code).toBe(ErrorCode.ShapeMismatch);
+    expect((err as Error).message).toContain('"cond"');
+    expect((err as Error).message).toContain(`[${n}, ${L}, ${C}]`);
+  });
+
   it('projects every row of an attention result and observes it', async () => {
     const log = newLog();
     const observed: Observed[] = [];

@@ -620,13 +620,14 @@ export class TransformerModel {
         addDense(performance.now() - d0);
         return out;
       },
-      project: async (attention, rowSel) => {
+      project: async (attention, rowSel, into) => {
         const d0 = performance.now();
         const R = rowSel === 'conditional' ? half : B;
         trace?.(`block.${b}.attn_core`, attention);
-        const y = await native.project(b, tensor(attention.data, [R, L, C]));
+        // ASC: straight into the conditional rows of the layer's output (no copy of the half)
+        const y = await native.project(b, tensor(attention.data, [R, L, C]), into);
         addDense(performance.now() - d0);
-        return tensor(y.data, [R, L, C]);
+        return into ?? tensor(y.data, [R, L, C]);
       },
     };
     const projected = await attend(b, hooks);

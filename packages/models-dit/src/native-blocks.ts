@@ -123,9 +123,9 @@ export class NativeBlocks {
     return [q!, k!, v!];
   }
 
-  /** The attention out-projection of block `b`: `[R, L, C] → [R, L, C]`. */
-  async project(b: number, attention: Tensor): Promise<Tensor> {
-    const [y] = await this.#dense.linear(attention, this.#blocks[b]!.proj);
+  /** The attention out-projection of block `b`: `[R, L, C] → [R, L, C]`, into `out` when given (`R·L·C` floats). */
+  async project(b: number, attention: Tensor, out?: Tensor): Promise<Tensor> {
+    const [y] = await this.#dense.linear(attention, this.#blocks[b]!.proj, out ? { out: [out] } : {});
     return y!;
   }
 

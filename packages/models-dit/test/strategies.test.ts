@@ -23,14 +23,17 @@ const rowsOf = (t: Tensor, start: number, end: number): Float32Array => {
   return t.data.subarray(start * row, end * row);
 };
 
-describe('the attention-strategy contract in the adapter', () => {
+// 'auto' is the native dense engine where @ditfa/kernels-cpu runs (its project() hook writes an ASC half in
+// place); onnxruntime's hook returns its own tensor, which executeAttention copies in.
+describe.each(['auto', 'onnxruntime'] as const)('the attention-strategy contract in the adapter (dense engine %s)', (denseEngine) => {
   let model: TransformerModel;
   beforeAll(async () => {
-    model = await loadModel(randomCheckpoint(config, { seed: 11 }), { config, threads: 1 });
+    model = await loadModel(randomCheckpoint(config, { seed: 11 }), { config, threads: 1, denseEngine });
   });
   afterAll(() => model?.dispose());
 
   const seen: number[] = [];
+  const projected: Tensor[] = [];
   const asc = defineStrategy({
     name: 'cond-only',
     needs: () => 'conditional',
@@ -38,6 +41,7 @@ describe('the attention-strategy contract in the adapter', () => {
       seen.push(inputs!.q.shape[0]!);
       return { kind: 'attention', rows: inputs!.rows, output: await ctx.backend.attention(inputs!.q, inputs!.k, inputs!.v) };
     },
+    observe: (_ctx, event) => void projected.push(event.output),
     flops: () => 0,
   });
 
@@ -48,9 +52,18 @@ describe('the attention-strategy contract in the adapter', () => {
       const cond = { classLabels: labels };
       const strategies = strategySet([fullStrategy(), asc]);
       seen.length = 0;
+      projected.length = 0;
       const full = await model.forward(x, 400, cond, { cfg: { order } });
       const halved = await model.forward(x, 400, cond, { cfg: { order }, strategies, methods: ['cond-only', 'cond-only', 'cond-only'] });
       expect(seen).toEqual([2, 2, 2]);
+      // each layer's projected output holds the conditional half's projection in both halves
+      expect(projected.map((p) => p.shape)).toEqual(new Array(3).fill([4, 64 / 4, config.hiddenSize]));
+      for (const p of projected) {
+        const half = p.data.length / 2;
+        expect(p.data.every(Number.isFinite)).toBe(true);
+        expect(Array.from(p.data.subarray(0, half))).toEqual(Array.from(p.data.subarray(half)));
+        expect(p.data.some((v) => v !== 0)).toBe(true);
+      }
       const c = order === 'cond-first' ? [0, 2] : [2, 4];
       const u = order === 'cond-first' ? [2, 4] : [0, 2];
       // the conditional rows are computed exactly as in the full model
