@@ -1,7 +1,8 @@
 import { Command, CommanderError, InvalidArgumentError as CommanderInvalidArgument, Option } from 'commander';
 import { bench } from './commands/bench.js';
 import { calibrate } from './commands/calibrate.js';
-import { demo } from './commands/demo.js';
+import { IMAGE_CHUNK, demo } from './commands/demo.js';
+import { VIDEO_CHUNK } from './commands/demo-video.js';
 import { generate } from './commands/generate.js';
 import { planShow } from './commands/plan-show.js';
 import { THRESHOLDS, type ThresholdName } from '@ditfa/planner';
@@ -158,7 +159,7 @@ export function buildProgram(io: RunIo = {}): Command {
     .option('--model <dir>', 'another model directory (default: the bundled one)')
     .option('--out <dir>', 'report folder', 'ditfa-demo')
     .addOption(new Option('--steps <n>', 'denoising steps').argParser(positiveInt('--steps')).default(20))
-    .addOption(new Option('--samples <n>', 'samples per run (classes in turn)').argParser(positiveInt('--samples')).default(20))
+    .addOption(new Option('--samples <n>', `samples per run (classes in turn; generated ${IMAGE_CHUNK} at a time)`).argParser(positiveInt('--samples')).default(20))
     .addOption(new Option('--seed <n>', 'noise seed').argParser(nonNegativeInt('--seed')).default(0))
     .addOption(new Option('--guidance <scale>', 'guidance scale').argParser(nonNegative('--guidance')).default(4))
     .addOption(new Option('--calib <n>', 'calibration samples when a plan must be calibrated').argParser(positiveInt('--calib')).default(8))
@@ -166,7 +167,7 @@ export function buildProgram(io: RunIo = {}): Command {
     .option('--recalibrate', 'calibrate every plan again instead of using shipped or cached ones', false)
     .option('--no-video', 'skip the video half (the bundled STDiT3 video model)')
     .option('--video-model <dir>', 'another video model bundle for the video half (default: the bundled models/fashion-stdit3)')
-    .addOption(new Option('--video-clips <n>', 'clips per video run (classes in turn)').argParser(positiveInt('--video-clips')).default(10))
+    .addOption(new Option('--video-clips <n>', `clips per video run (classes in turn; generated ${VIDEO_CHUNK} at a time)`).argParser(positiveInt('--video-clips')).default(10))
     .addOption(threads())
     .addHelpText('after', '\nExamples:\n  $ ditfa demo\n  $ ditfa demo --levels D2 D6 --samples 10 --video-clips 10 --out /tmp/demo\n  $ ditfa demo --no-video --recalibrate')
     .action(async (o) => {

@@ -41,13 +41,13 @@ export function samplerKind(name: string): SamplerKind {
   return kind;
 }
 
-/** Opens a model directory (weights + config.json) as a pipeline with every built-in strategy. */
 /** The windows a plan was made with, by layer id (so a generation under the plan uses the same windows). */
 export function planWindows(plan: PlanDocument): (layer: AttentionLayer) => WindowSpec | null {
   const byId = new Map(plan.fingerprint.layers.map((l) => [l.id, l.window]));
   return (layer) => (byId.has(layer.id) ? byId.get(layer.id)! : layer.window);
 }
 
+/** Opens a model directory (weights + config.json) as a pipeline with every built-in strategy. */
 export async function openPipeline(
   dir: string,
   options: { threads?: number; window?: number | ((layer: AttentionLayer) => WindowSpec | null); vae?: string; onEvent?: (e: PipelineEvent) => void; warn?: (text: string) => void } = {},

@@ -7,8 +7,11 @@ import { THRESHOLDS } from '@ditfa/planner';
 import { apngFrameCount, decodePng } from '@ditfa/image';
 import { describe, expect, it } from 'vitest';
 import { ExitCode } from '../src/index.js';
+import { demo } from '../src/commands/demo.js';
 import { videoDemo } from '../src/commands/demo-video.js';
+import { writeGrid } from '../src/commands/generate.js';
 import { openOpenSora } from '../src/commands/opensora.js';
+import { openPipeline } from '../src/session.js';
 import type { Output } from '../src/output.js';
 import type { Progress } from '../src/progress.js';
 import { cli } from './cli-helper.js';
@@ -68,6 +71,34 @@ describe.skipIf(!present)('ditfa end to end on the bundled model', { timeout: 30
     expect(md).toContain('| accuracy (J1 / J2) | Fréchet (J1 / J2) |');
     expect(report.judges).toEqual(['J1', 'J2']);
     expect(report.video).toBeNull();
+  });
+
+  it('demo image half in chunks: samples generated a chunk at a time (seed + k), joined in order; a bad chunk size is a usage error', async () => {
+    const out = join(dir, 'image-chunks');
+    const silent = { json: true, result() {}, note() {}, warn() {} } as unknown as Output;
+    const none = { start() {}, update() {}, stop() {} } as unknown as Progress;
+    const options = { out, steps: 20, samples: 3, seed: 5, guidance: 4, calib: 8, recalibrate: false, video: false, threads: 2 } as const;
+    await demo({ ...options, levels: ['D6'], chunk: 2 }, silent, none);
+    const report = JSON.parse(readFileSync(join(out, 'report.json'), 'utf8'));
+    expect(report.rows.map((r: { level: string }) => r.level)).toEqual(['raw', 'D6']);
+    for (const row of report.rows) expect(row.measure.quality.map((q: { samples: number }) => q.samples)).toEqual([3, 3]);
+    // the D6 plan's prediction, over both chunks
+    const d6 = parsePlan(readFileSync(join(bundled, 'plans', 'D6.json'), 'utf8'));
+    expect(report.rows[1].measure.attentionFlopsFraction).toBeCloseTo(d6.totals.attentionFlopsFraction, 12);
+    // independently: the pipeline on classes [0, 1] with seed 5 and [2] with seed 6, samples joined
+    const pipe = await openPipeline(bundled, { threads: 2 });
+    try {
+      const request = { steps: 20, guidanceScale: 4, sampler: 'dpmpp-2m' } as const;
+      const a = await pipe.generate({ ...request, classLabels: [0, 1], seed: 5 });
+      const b = await pipe.generate({ ...request, classLabels: [2], seed: 6 });
+      const file = join(dir, 'image-chunks-expected.png');
+      await writeGrid({ images: concatBatch([a.images!, b.images!]) }, file);
+      expect(readFileSync(join(out, 'raw.png')).equals(readFileSync(file))).toBe(true);
+    } finally {
+      await pipe.dispose();
+    }
+    await expect(demo({ ...options, out: join(dir, 'never'), levels: [], chunk: 0 }, silent, none)).rejects.toMatchObject({ code: 'ERR_DITFA_USAGE' });
+    expect(existsSync(join(dir, 'never'))).toBe(false);
   });
 
   it('every shipped plan is valid, says its level and is a version-2 plan for the 6 self-attention layers', () => {

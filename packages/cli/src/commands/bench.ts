@@ -1,7 +1,8 @@
 import * as path from 'node:path';
-import { psnr, type PlanDocument } from '@ditfa/core';
+import { concatBatch, psnr, type PlanDocument, type Tensor } from '@ditfa/core';
 import type { GenerateOptions, GenerateResult, Pipeline } from '@ditfa/models-dit';
 import { createJudges, findJudges, scoreAll, type Judge, type JudgeFiles, type Scores } from '@ditfa/quality';
+import { UsageError } from '../errors.js';
 import { readPlan } from '../io.js';
 import type { Output } from '../output.js';
 import type { Progress } from '../progress.js';
@@ -49,26 +50,59 @@ export function judgeApplies(pipe: Pipeline): boolean {
   return c.family === 'dit' && c.inChannels === 1 && c.inputSize === 32 && c.numClasses === 10;
 }
 
-/** Runs one generation and measures it against the raw one. */
-export async function measure(pipe: Pipeline, request: GenerateOptions, plan: PlanDocument | null, raw: GenerateResult | null, judges: readonly Judge[], progress: Progress, label: string): Promise<{ result: GenerateResult; measure: RunMeasure }> {
-  progress.start(request.steps, label);
+/** What {@link measure} returns: the samples of every request, joined in order, and their measures. */
+export interface MeasuredRun {
+  /** Decoded samples `[N, …]` when the model decodes, else null. */
+  readonly images: Tensor | null;
+  readonly latents: Tensor;
+  readonly measure: RunMeasure;
+}
+
+/**
+ * Runs the generations `requests` (one batch, or the chunks of a larger one) one after the other and
+ * measures them together against the raw run `raw`: times and FLOPs summed, the cache peak the largest,
+ * the judges and PSNR over every sample.
+ */
+export async function measure(
+  pipe: Pipeline,
+  requests: readonly GenerateOptions[],
+  plan: PlanDocument | null,
+  raw: MeasuredRun | null,
+  judges: readonly Judge[],
+  progress: Progress,
+  label: string,
+): Promise<MeasuredRun> {
+  if (requests.length === 0) throw new UsageError('Expected at least one generation to measure');
+  const steps = requests[0]!.steps ?? 0;
+  progress.start(steps * requests.length, label);
   const t0 = performance.now();
-  const result = await pipe.generate({ ...request, ...(plan ? { plan } : {}), onProgress: (e) => progress.update(e.step) });
+  const results: GenerateResult[] = [];
+  for (const [k, request] of requests.entries()) {
+    results.push(await pipe.generate({ ...request, ...(plan ? { plan } : {}), onProgress: (e) => progress.update(k * steps + e.step) }));
+  }
   const seconds = (performance.now() - t0) / 1000;
   progress.stop();
-  const labels = 'classLabels' in request ? request.classLabels : null;
-  const quality = labels && result.images ? await scoreAll(judges, result.images, labels) : [];
+  const join = (parts: Tensor[]): Tensor => (parts.length === 1 ? parts[0]! : concatBatch(parts));
+  const latents = join(results.map((r) => r.latents));
+  const images = results.every((r) => r.images) ? join(results.map((r) => r.images!)) : null;
+  const labels = requests.every((r) => 'classLabels' in r) ? requests.flatMap((r) => ('classLabels' in r ? [...r.classLabels] : [])) : null;
+  const quality = labels && images ? await scoreAll(judges, images, labels) : [];
+  const attentionSeconds = results.reduce((t, r) => t + r.timings.attentionMs, 0) / 1000;
+  const flops = results.reduce((t, r) => t + r.attention.flops, 0);
+  const rawFlops = results.reduce((t, r) => t + r.attention.rawFlops, 0);
   const a = raw?.images ?? raw?.latents;
-  const b = result.images ?? result.latents;
+  const b = images ?? latents;
   return {
-    result,
+    images,
+    latents,
     measure: {
       seconds,
-      attentionSeconds: result.timings.attentionMs / 1000,
-      otherSeconds: seconds - result.timings.attentionMs / 1000,
-      cacheBytesPeak: result.cache.peakBytes,
-      attentionFlopsFraction: result.attention.fraction,
-      fallbacks: result.attention.fallbacks,
+      attentionSeconds,
+      otherSeconds: seconds - attentionSeconds,
+      cacheBytesPeak: Math.max(...results.map((r) => r.cache.peakBytes)),
+      // one run: its own fraction (the plan's prediction, exactly); chunks: their FLOPs together
+      attentionFlopsFraction: results.length === 1 ? results[0]!.attention.fraction : rawFlops === 0 ? 0 : flops / rawFlops,
+      fallbacks: results.reduce((t, r) => t + r.attention.fallbacks, 0),
       psnrVsRaw: a && raw ? psnr(a.data, b.data, { peak: 2 }) : null,
       quality,
     },
@@ -118,11 +152,11 @@ export async function bench(o: BenchOptions, out: Output, progress: Progress): P
     });
     // warm-up (sessions, kernels) so neither timed run pays it
     await pipe.generate({ ...request, steps: 2 });
-    const raw = await measure(pipe, request, null, null, judges, progress, 'raw');
-    const planned = await measure(pipe, request, plan, raw.result, judges, progress, 'plan');
+    const raw = await measure(pipe, [request], null, null, judges, progress, 'raw');
+    const planned = await measure(pipe, [request], plan, raw, judges, progress, 'plan');
     const speedup = raw.measure.seconds / planned.measure.seconds;
     out.result(
-      { model: o.model, plan: o.plan, samples: raw.result.latents.shape[0], steps: fp.steps, raw: raw.measure, planned: planned.measure, speedup, attentionSpeedup: raw.measure.attentionSeconds / planned.measure.attentionSeconds },
+      { model: o.model, plan: o.plan, samples: raw.latents.shape[0], steps: fp.steps, raw: raw.measure, planned: planned.measure, speedup, attentionSpeedup: raw.measure.attentionSeconds / planned.measure.attentionSeconds },
       () => `raw:  ${fmt(raw.measure)}\nplan: ${fmt(planned.measure)}\nspeed-up ${speedup.toFixed(2)}× end to end, ${(raw.measure.attentionSeconds / planned.measure.attentionSeconds).toFixed(2)}× in attention\n`,
     );
   } finally {

@@ -5,7 +5,8 @@ import { type AttentionLayer, type PlanDocument, type PlanFingerprint, type Tens
 import { type ModelBundle, type OpenSoraGenerateOptions, type Pipeline as OpenSoraPipeline, bundleRequest, readModelBundle, videoAnimation, videoGrid } from '@ditfa/models-opensora';
 import { planHeatmapPng, searchedSites, type ThresholdName } from '@ditfa/planner';
 import { type Judge, type VideoScores, createJudges, scoreClips } from '@ditfa/quality';
-import { InputFileError, UsageError } from '../errors.js';
+import { InputFileError } from '../errors.js';
+import { chunk } from './chunks.js';
 import type { Output } from '../output.js';
 import type { Progress } from '../progress.js';
 import { bundledModelsRoot } from '../session.js';
@@ -97,7 +98,7 @@ export async function videoDemo(o: VideoDemoOptions, out: Output, progress: Prog
   const classes = Array.from({ length: o.clips }, (_, i) => i % bundle.classCaptions!.names.length);
   // Generated in chunks of at most VIDEO_CHUNK clips (chunk k with seed + k), so that memory stays bounded
   // whatever --video-clips asks for (a 200-clip batch needs over 24 GB); up to VIDEO_CHUNK clips it is one batch.
-  const requests = chunk(classes, o.chunk ?? VIDEO_CHUNK).map((c, k) => bundleRequest(bundle, { classes: c, seed: o.seed + k }));
+  const requests = chunk(classes, o.chunk ?? VIDEO_CHUNK, 'clips').map((c, k) => bundleRequest(bundle, { classes: c, seed: o.seed + k }));
   const request = requests[0]!;
   const pipe = await openOpenSora(o.model, { warn: out.warn, ...(o.threads ? { threads: o.threads } : {}) });
   const rows: VideoRow[] = [];
@@ -147,13 +148,6 @@ function judgesApply(bundle: ModelBundle): boolean {
 
 /** Clips per generate call in the video demo. */
 export const VIDEO_CHUNK = 50;
-
-function chunk<T>(items: readonly T[], size: number): T[][] {
-  if (!Number.isInteger(size) || size < 1) throw new UsageError(`Expected a positive whole number of clips per chunk but received ${size}`);
-  const out: T[][] = [];
-  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
-  return out;
-}
 
 async function run(
   pipe: OpenSoraPipeline,

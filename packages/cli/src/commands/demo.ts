@@ -9,6 +9,7 @@ import type { Output } from '../output.js';
 import type { Progress } from '../progress.js';
 import { openPipeline, bundledModelDir } from '../session.js';
 import { calibrate } from './calibrate.js';
+import { chunk } from './chunks.js';
 import { defaultClasses, measure, openJudges, type RunMeasure } from './bench.js';
 import { buildRequest, writeGrid } from './generate.js';
 import { type VideoReport, bundledVideoModelDir, videoDemo, videoMarkdown } from './demo-video.js';
@@ -29,7 +30,16 @@ export interface DemoOptions {
   readonly videoModel?: string;
   /** Clips per video run (classes 0, 1, … in turn). */
   readonly videoClips?: number;
+  /** Samples per generate call (default {@link IMAGE_CHUNK}); chunk `k` uses seed `seed + k`. */
+  readonly chunk?: number;
 }
+
+/**
+ * Samples per generate call in the image demo: a larger `--samples` is generated a chunk at a time so
+ * that memory stays bounded (a batch holds every sample's activations at once); up to this many samples
+ * it is one batch.
+ */
+export const IMAGE_CHUNK = 100;
 
 interface Row {
   readonly level: string;
@@ -49,6 +59,8 @@ const pct = (x: number): string => `${(100 * x).toFixed(1)} %`;
  */
 export async function demo(o: DemoOptions, out: Output, progress: Progress): Promise<void> {
   const modelDir = o.model ?? bundledModelDir();
+  const chunkSize = o.chunk ?? IMAGE_CHUNK;
+  chunk([], chunkSize, 'samples'); // a bad chunk size is a usage error before anything opens
   await mkdir(path.join(o.out, 'plans'), { recursive: true });
   const started = performance.now();
   const pipe = await openPipeline(modelDir, { ...(o.threads ? { threads: o.threads } : {}), warn: out.warn });
@@ -61,20 +73,24 @@ export async function demo(o: DemoOptions, out: Output, progress: Progress): Pro
     judgeNames = judges.map((j) => j.name);
     backendName = (await pipe.backend()).name;
     const request = buildRequest(pipe, { class: defaultClasses(pipe, o.samples), seed: o.seed, steps: o.steps, guidance: o.guidance, batch: o.samples, sampler: 'dpm++' });
+    // chunk k: the next `chunkSize` samples of the request, with seed + k
+    const requests = 'classLabels' in request
+      ? chunk(request.classLabels, chunkSize, 'samples').map((classLabels, k) => ({ ...request, classLabels, seed: o.seed + k }))
+      : [request];
     const expected = pipe.fingerprint({ steps: o.steps, guidanceScale: o.guidance, sampler: 'dpmpp-2m' });
     const sites = searchedSites(pipe.layers(request));
     out.note(`model ${modelDir}: ${pipe.model.architecture}, backend ${backendName}`);
     await pipe.generate({ ...request, steps: 2 }); // warm-up
 
-    const raw = await measure(pipe, request, null, null, judges, progress, 'raw');
-    await writeGrid(raw.result, path.join(o.out, 'raw.png'));
+    const raw = await measure(pipe, requests, null, null, judges, progress, 'raw');
+    await writeGrid(raw, path.join(o.out, 'raw.png'));
     rows.push({ level: 'raw', delta: null, planSource: null, measure: raw.measure, grid: 'raw.png', heatmap: null });
 
     for (const level of o.levels) {
       const { plan, source } = await planFor(level, modelDir, o, expected, sites, out, progress);
-      const run = await measure(pipe, request, plan, raw.result, judges, progress, level);
+      const run = await measure(pipe, requests, plan, raw, judges, progress, level);
       const grid = `${level}.png`;
-      await writeGrid(run.result, path.join(o.out, grid));
+      await writeGrid(run, path.join(o.out, grid));
       const heatmap = `${level}-plan.png`;
       await writeFile(path.join(o.out, heatmap), planHeatmapPng(plan));
       rows.push({ level, delta: plan.threshold.delta, planSource: source, measure: run.measure, grid, heatmap });

@@ -1,8 +1,8 @@
 import { writeFile } from 'node:fs/promises';
 import { readSafetensors, toFloat32 } from '@ditfa/checkpoint';
-import { tensor, type PlanDocument } from '@ditfa/core';
+import { tensor, type PlanDocument, type Tensor } from '@ditfa/core';
 import { encodePng, imageGrid, tensorToImages } from '@ditfa/image';
-import type { GenerateOptions, GenerateResult, Pipeline } from '@ditfa/models-dit';
+import type { GenerateOptions, Pipeline } from '@ditfa/models-dit';
 import { InputFileError, UsageError } from '../errors.js';
 import { readPlan } from '../io.js';
 import type { Output } from '../output.js';
@@ -60,7 +60,7 @@ export function buildRequest(pipe: Pipeline, o: Omit<GenerateCliOptions, 'model'
 }
 
 /** Writes one PNG grid of the generated samples. */
-export async function writeGrid(result: GenerateResult, file: string, columns?: number): Promise<{ width: number; height: number }> {
+export async function writeGrid(result: { readonly images?: Tensor | null }, file: string, columns?: number): Promise<{ width: number; height: number }> {
   if (!result.images) throw new UsageError('Expected decodable samples: pass --vae-decoder for a latent-space model');
   const images = tensorToImages(result.images);
   const grid = imageGrid(images, { columns: columns ?? Math.min(images.length, 10), scale: images[0]!.width < 64 ? 2 : 1 });
