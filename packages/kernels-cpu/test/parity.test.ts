@@ -51,6 +51,8 @@ const cases: Case[] = [
   { B: 1, L: 1024, H: 1, D: 72, windows: [0, 5, 128, 1024].map((size) => ({ kind: '1d', size }) as const) },
   // long enough (Lkv·D·8 > 1 MiB, H > 1) for the fp32 paths to copy K and V into contiguous blocks first
   { B: 1, L: 1700, H: 2, D: 80, windows: [0, 212].map((size) => ({ kind: '1d', size }) as const) },
+  // between 256 KiB and 1 MiB: full attention and the fused call copy K and V, window calls read them in place
+  { B: 1, L: 600, H: 2, D: 72, windows: [0, 75].map((size) => ({ kind: '1d', size }) as const) },
   // head sizes at the edges: 1, odd, and the largest accepted
   { B: 2, L: 33, H: 1, D: 1, windows: oneD(33) },
   { B: 1, L: 17, H: 3, D: 255, windows: oneD(17) },
