@@ -80,7 +80,7 @@ export async function demo(o: DemoOptions, out: Output, progress: Progress): Pro
     const expected = pipe.fingerprint({ steps: o.steps, guidanceScale: o.guidance, sampler: 'dpmpp-2m' });
     const sites = searchedSites(pipe.layers(request));
     out.note(`model ${modelDir}: ${pipe.model.architecture}, backend ${backendName}`);
-    await pipe.generate({ ...request, steps: 2 }); // warm-up
+    await pipe.generate({ ...requests[0]!, steps: 2 }); // warm-up (one chunk: the whole request may not fit at once)
 
     const raw = await measure(pipe, requests, null, null, judges, progress, 'raw');
     await writeGrid(raw, path.join(o.out, 'raw.png'));
