@@ -116,6 +116,7 @@ export function buildProgram(io: RunIo = {}): Command {
     .option('--caption-embeddings <file>', 'PixArt-Σ, Open-Sora: safetensors with "captions" [N, Lt, C] and optional "mask" [N, Lt]')
     .option('--vae-decoder <file.onnx>', 'ONNX VAE decoder for latent-space models (DiT, PixArt-Σ: latent_sample → sample; Open-Sora: [B, C, T, H, W] → frames)')
     .option('--animation <file.png>', 'Open-Sora: also write the frames as an animated PNG')
+    .option('--reference <file>', 'Open-Sora (rflow): given frames, kept as given while the rest is generated (image-to-video): safetensors with "latents" [N, C, T, H, W] and "frames" [N, T] (nonzero = given)')
     .addOption(new Option('--seed <n>', 'noise seed').argParser(nonNegativeInt('--seed')).default(0))
     .addOption(new Option('--steps <n>', 'denoising steps').argParser(positiveInt('--steps')).default(50))
     .addOption(new Option('--guidance <scale>', 'classifier-free guidance scale').argParser(nonNegative('--guidance')).default(4))

@@ -1,7 +1,8 @@
-import { existsSync, mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { concatBatch, parsePlan } from '@ditfa/core';
+import { fromFloat32, readSafetensors, toFloat32, writeSafetensors } from '@ditfa/checkpoint';
+import { concatBatch, parsePlan, tensor } from '@ditfa/core';
 import { bundleRequest, readModelBundle, videoGrid } from '@ditfa/models-opensora';
 import { THRESHOLDS } from '@ditfa/planner';
 import { apngFrameCount, decodePng } from '@ditfa/image';
@@ -211,5 +212,37 @@ describe.skipIf(!videoPresent)('ditfa end to end on the bundled video model', { 
     expect(bad.code).toBe(ExitCode.Usage);
     expect(bad.err).toContain('class ids in [0, 9]');
     expect(existsSync(join(dir, 'bad.png'))).toBe(false);
+  });
+
+  it('generate --reference: the given frames stay as given (image-to-video), the same clip as the library call', async () => {
+    const T = 8, H = 32, W = 32;
+    // the reference clip: frame 0 a bright square on black, the rest anything (not given)
+    const ref = Float32Array.from({ length: T * H * W }, (_, i) => (i < H * W ? (Math.abs((i % W) - 16) < 6 && Math.abs(Math.floor(i / W) - 16) < 6 ? 0.9 : -1) : 0.3));
+    const file = join(dir, 'reference.safetensors');
+    writeFileSync(file, writeSafetensors(new Map([
+      ['latents', fromFloat32(ref, [1, 1, T, H, W])],
+      ['frames', fromFloat32(Float32Array.from({ length: T }, (_, t) => (t === 0 ? 1 : 0)), [1, T])],
+    ])));
+    const out = join(dir, 'conditioned.safetensors');
+    const gen = await cli('--json', 'generate', '--model', bundledVideo, '--class', '8', '--steps', '4', '--seed', '2', '--reference', file, '--out', out);
+    expect(gen.code, gen.err).toBe(ExitCode.Ok);
+    const got = toFloat32(readSafetensors(out).tensors.get('latents')!);
+    expect(Array.from(got.subarray(0, H * W))).toEqual(Array.from(ref.subarray(0, H * W)));
+    const bundle = readModelBundle(bundledVideo)!;
+    const pipe = await openOpenSora(bundledVideo, { threads: 2 });
+    try {
+      const lib = await pipe.generate({ ...bundleRequest(bundle, { classes: [8], seed: 2, steps: 4 }), reference: { latents: tensor(ref, [1, 1, T, H, W]), frames: [1, 0, 0, 0, 0, 0, 0, 0] } });
+      expect(Buffer.from(got.buffer, got.byteOffset, got.byteLength).equals(Buffer.from(lib.latents.data.buffer, lib.latents.data.byteOffset, lib.latents.data.byteLength))).toBe(true);
+    } finally {
+      await pipe.dispose();
+    }
+    // a file without the tensors is an input error, a DiT model a usage error; nothing is written
+    writeFileSync(join(dir, 'empty.safetensors'), writeSafetensors(new Map([['other', fromFloat32(new Float32Array(1), [1])]])));
+    const missing = await cli('generate', '--model', bundledVideo, '--class', '8', '--steps', '2', '--reference', join(dir, 'empty.safetensors'), '--out', join(dir, 'never.safetensors'));
+    expect(missing.code).toBe(ExitCode.Input);
+    expect(missing.err).toContain('"latents"');
+    const dit = await cli('generate', '--class', '1', '--steps', '2', '--reference', file, '--out', join(dir, 'never.png'));
+    expect(dit.code).toBe(ExitCode.Usage);
+    expect(existsSync(join(dir, 'never.safetensors')) || existsSync(join(dir, 'never.png'))).toBe(false);
   });
 });

@@ -21,6 +21,14 @@ export interface OpenSoraGenerateOptions extends GenerateOptionsBase, Partial<Vi
   readonly fps?: number;
   /** The latent size when the decoder is not Open-Sora's VAE (default: from the pixel size, see {@link latentSize}). */
   readonly latentSize?: VideoSize;
+  /**
+   * Frame conditioning — Open-Sora v1.2's image-to-video and video extension (`RFLOW.sample` with a 0/1
+   * `mask`): `latents` of this generation's shape `[N, C, T, H, W]` and `frames` `[N·T]`, 1 (or true) where
+   * that sample's frame is given. Given frames go into the starting latents, stay as given through
+   * sampling, and the model sees them at `t = 0` (the official `x_mask`, in both CFG halves); the others
+   * are generated. Needs the rflow sampler and a temporal patch of 1.
+   */
+  readonly reference?: { readonly latents: Tensor; readonly frames: ArrayLike<number | boolean> };
 }
 
 export interface OpenSoraAdapterOptions {
@@ -153,13 +161,56 @@ export class OpenSoraAdapter implements DenoiserModel<OpenSoraCondition, OpenSor
     const video = this.videoSize(options);
     const fps = options.fps ?? (video.frames === 1 ? IMAGE_FPS : 24);
     expectFinite('fps', fps);
+    const given = options.reference === undefined ? null : this.#givenFrames(options, n);
+    // official x_mask: 1 = the frame is generated (timestep t), 0 = given (the t = 0 modulation)
+    const xMask = given === null ? null : given.map((g) => (g ? 0 : 1));
     const micro = { height: video.height, width: video.width, fps, frames: video.frames };
-    if (!cfg) return { n, cond: { captions: y, mask, ...micro } };
+    if (!cfg) return { n, cond: { captions: y, mask, ...micro, ...(xMask ? { xMask } : {}) } };
     const nul = this.model.nullCaption;
     if (!nul) throw new InvalidArgumentError('Expected the checkpoint\'s learned null caption (y_embedder.y_embedding) for classifier-free guidance but this checkpoint has none');
     const nulls = concatBatch(new Array<Tensor>(n).fill(tensor(nul.data, [1, L, c.captionChannels])));
     // official order [cond, null]; the prompt's mask is reused for the null half
-    return { n, cond: { captions: concatBatch([y, nulls]), mask: [...mask, ...mask], ...micro } };
+    return { n, cond: { captions: concatBatch([y, nulls]), mask: [...mask, ...mask], ...micro, ...(xMask ? { xMask: [...xMask, ...xMask] } : {}) } };
+  }
+
+  /** The reference's per-frame flags `[n·T]` (true = given), checked against this generation. */
+  #givenFrames(options: OpenSoraGenerateOptions, n: number): boolean[] {
+    const ref = options.reference!;
+    const latent = this.latent(options);
+    const T = latent.frames ?? 1;
+    if (this.config.patchSize[0] !== 1) {
+      throw new InvalidArgumentError(`Expected a model with a temporal patch of 1 for frame conditioning (x_mask is per token frame) but this one patches ${this.config.patchSize[0]} frames`);
+    }
+    const frames = ref?.frames;
+    if (frames === undefined || frames === null || typeof (frames as ArrayLike<unknown>).length !== 'number' || frames.length !== n * T) {
+      throw new ShapeMismatchError(`Expected reference.frames with ${n}×${T} = ${n * T} flags (samples × latent frames) but received ${describeValue((frames as ArrayLike<unknown> | undefined)?.length ?? frames)}`);
+    }
+    return Array.from(frames, (f, i) => {
+      if (f !== 0 && f !== 1 && f !== true && f !== false) throw new InvalidArgumentError(`Expected reference.frames flags 0/1 or booleans but received ${describeValue(f)} at ${i}`);
+      return f === 1 || f === true;
+    });
+  }
+
+  /** The reference's given frames as latent entries (see {@link OpenSoraGenerateOptions.reference}); rflow only. */
+  given(options: OpenSoraGenerateOptions, shape: readonly number[], samplerKind: string): { values: Tensor; mask: Uint8Array } | null {
+    if (options.reference === undefined) return null;
+    if (samplerKind !== 'rflow') {
+      throw new InvalidArgumentError(`Expected the rflow sampler for frame conditioning (Open-Sora defines it for rectified flow) but received ${describeValue(samplerKind)}`);
+    }
+    const flags = this.#givenFrames(options, shape[0]!);
+    const values = options.reference.latents;
+    if (!values || !(values.data instanceof Float32Array) || values.shape?.join() !== shape.join()) {
+      throw new ShapeMismatchError(`Expected reference.latents as a float32 Tensor of this generation's shape [${shape.join(', ')}] but received ${describeValue(values?.shape ?? values)}`);
+    }
+    const [N, C, T, H, W] = shape as [number, number, number, number, number];
+    const mask = new Uint8Array(values.data.length);
+    for (let b = 0; b < N; b++) {
+      for (let t = 0; t < T; t++) {
+        if (!flags[b * T + t]) continue;
+        for (let c = 0; c < C; c++) mask.fill(1, (((b * C + c) * T + t) * H) * W, (((b * C + c) * T + t + 1) * H) * W);
+      }
+    }
+    return { values, mask };
   }
 
   attentionLayers(latent: LatentSpec, batch: number, cfg: boolean): readonly AttentionLayer[] {

@@ -75,6 +75,63 @@ describe.skipIf(!present)('bundled video model (models/fashion-stdit3)', () => {
     expect(r.images!.data.every((v, i) => v === Math.min(1, Math.max(-1, r.latents.data[i]!)))).toBe(true);
   });
 
+  it('frame conditioning (reference): given frames stay as given, the rest follows the official masked rflow loop', async () => {
+    const steps = 4, guidance = 4, classes = [0, 7];
+    const request = bundleRequest(bundle, { classes, seed: 3, steps, guidance });
+    const N = classes.length, C = model.config.inChannels, T = 8, H = 32, W = 32;
+    const shape = [N, C, T, H, W];
+    const numel = N * C * T * H * W;
+    // a reference clip (any values in range), given: clip 0 its first frame, clip 1 its first two
+    const ref = tensor(Float32Array.from({ length: numel }, (_, i) => Math.sin(i * 0.37) * 0.9), shape);
+    const flags = Array.from({ length: N * T }, (_, i) => (i === 0 || i === T || i === T + 1 ? 1 : 0));
+    const noise = tensor(Float32Array.from({ length: numel }, (_, i) => Math.cos(i * 1.3) * 1.1), shape);
+    const r = await pipe.generate({ ...request, noise, reference: { latents: ref, frames: flags } });
+
+    // independently: RFLOW.sample with a 0/1 mask (Open-Sora v1.2): z starts as the noise with the given
+    // frames put in; every step the model sees x_mask = 1 on generated frames (both CFG halves), z moves by
+    // the guided velocity · dt, and the given frames are put back
+    const given = (i: number): boolean => flags[Math.floor(i / (H * W)) % T + Math.floor(i / (C * T * H * W)) * T] === 1;
+    let z = Float32Array.from(noise.data, (v, i) => (given(i) ? ref.data[i]! : v));
+    const ts = Array.from({ length: steps }, (_, i) => (1 - i / steps) * 1000);
+    const xMask = flags.map((f) => 1 - f);
+    const base = pipe.model.condition({ ...request, reference: undefined }, true).cond;
+    const half = numel;
+    for (let i = 0; i < steps; i++) {
+      const x = tensor(Float32Array.from([...z, ...z]), [2 * N, C, T, H, W]);
+      const { output } = await model.forward(x, ts[i]!, { ...base, xMask: [...xMask, ...xMask] });
+      const outC = output.shape[1]!;
+      const v = (row: number, j: number): number => {
+        const per = C * T * H * W;
+        return output.data[row * outC * T * H * W + Math.floor((j % per) / (T * H * W)) * T * H * W + (j % (T * H * W))]!;
+      };
+      const dt = (i < steps - 1 ? ts[i]! - ts[i + 1]! : ts[i]!) / 1000;
+      z = Float32Array.from(z, (zv, j) => {
+        if (given(j)) return ref.data[j]!;
+        const b = Math.floor(j / (C * T * H * W));
+        const vc = v(b, j), vu = v(b + N, j);
+        return zv + (vu + guidance * (vc - vu)) * dt;
+      });
+    }
+    expect(r.latents.shape).toEqual(shape);
+    expect(maxRelError(r.latents.data, z)).toBeLessThan(1e-5);
+    // the given frames are exactly the reference; the others moved away from their starting noise
+    for (let i = 0; i < numel; i++) if (given(i)) expect(r.latents.data[i]).toBe(ref.data[i]);
+    expect(maxRelError(r.latents.data.subarray(H * W, H * W * 2), noise.data.subarray(H * W, H * W * 2))).toBeGreaterThan(1e-2);
+    // without the reference the same noise gives another clip: the conditioning reached the model
+    const plain = await pipe.generate({ ...request, noise });
+    expect(maxRelError(plain.latents.data.subarray(H * W, T * H * W), r.latents.data.subarray(H * W, T * H * W))).toBeGreaterThan(1e-3);
+  });
+
+  it('refuses a bad reference with coded errors before anything runs', async () => {
+    const request = bundleRequest(bundle, { classes: [1], seed: 0, steps: 2 });
+    const latents = tensor(new Float32Array(8 * 32 * 32), [1, 1, 8, 32, 32]);
+    const frames = [1, 0, 0, 0, 0, 0, 0, 0];
+    await expect(pipe.generate({ ...request, reference: { latents, frames: frames.slice(1) } })).rejects.toMatchObject({ code: ErrorCode.ShapeMismatch, message: expect.stringContaining('1×8 = 8 flags') });
+    await expect(pipe.generate({ ...request, reference: { latents, frames: [2, ...frames.slice(1)] } })).rejects.toMatchObject({ code: ErrorCode.InvalidArgument });
+    await expect(pipe.generate({ ...request, reference: { latents: tensor(new Float32Array(4), [1, 1, 1, 2, 2]), frames } })).rejects.toMatchObject({ code: ErrorCode.ShapeMismatch, message: expect.stringContaining('[1, 1, 8, 32, 32]') });
+    await expect(pipe.generate({ ...request, sampler: 'ddim', reference: { latents, frames } })).rejects.toMatchObject({ code: ErrorCode.InvalidArgument });
+  });
+
   it('refuses classes outside the captions and bad bundle sections with coded errors', () => {
     expect(() => classCaptions(bundle, [10])).toThrow(expect.objectContaining({ code: ErrorCode.InvalidArgument }));
     const dir = mkdtempSync(path.join(os.tmpdir(), 'ditfa-bundle-'));

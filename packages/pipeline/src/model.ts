@@ -45,10 +45,25 @@ export interface DenoiserModel<Cond = unknown, State = unknown, Options = unknow
   output(state: State): Promise<Tensor>;
   /** Tensors of a state whose values must be finite (numerical fault search); e.g. the hidden state. */
   inspect?(state: State): readonly Tensor[];
+  /**
+   * Entries of the latents that are given rather than generated (Open-Sora's frame conditioning), for
+   * these options: their values (a tensor of the latents' `shape`, `[N, C, (T,) H, W]`) and a 0/1 `mask`
+   * over the same entries. The pipeline writes them into the starting latents and again after every
+   * sampler step (`samplerKind` lets the adapter refuse a sampler its conditioning is not defined for);
+   * telling the model about them is the adapter's own business (`condition`). Absent or null: every entry
+   * is generated.
+   */
+  given?(options: Options, shape: readonly number[], samplerKind: string): GivenLatents | null;
   /** Latents `[N, C, (T,) H, W]` → images/frames in `[-1, 1]`, when the model can decode. */
   decode?(latents: Tensor): Promise<Tensor>;
   /** Releases sessions and buffers. */
   dispose(): Promise<void>;
+}
+
+/** What {@link DenoiserModel.given} returns: values of the latents' shape and a 0/1 mask of the given entries. */
+export interface GivenLatents {
+  readonly values: Tensor;
+  readonly mask: Uint8Array;
 }
 
 /** One sample's latent: channels, optional frames, height and width. */

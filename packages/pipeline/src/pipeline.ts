@@ -41,7 +41,7 @@ import {
 import { encodePng, tensorToImages } from '@ditfa/image';
 import { type Rng, type Sampler, type SamplerFactory, type SamplerKind, createRng, createSampler, guide, splitLearnedSigma, validateSampler } from '@ditfa/samplers';
 import { type AttentionWork, type DispatcherInit, type RunTally, attentionWork, createDispatcher, newTally } from './dispatcher.js';
-import type { Attend, DenoiserModel, LatentSpec } from './model.js';
+import type { Attend, DenoiserModel, GivenLatents, LatentSpec } from './model.js';
 import { latentShape } from './model.js';
 import { NumericalFaultError, firstNonFinite } from './numerics.js';
 import { PipelineDisposedError } from './errors.js';
@@ -157,6 +157,8 @@ interface Run<Cond> {
   readonly tally: RunTally;
   rng: Rng;
   x: Tensor;
+  /** Entries the adapter gives (restored after every step), or null. */
+  readonly given: GivenLatents | null;
 }
 
 /**
@@ -291,13 +293,15 @@ export class Pipeline<Cond = unknown, State = unknown, Options = unknown> {
     const layers = this.layers(options, cfg ? 2 * n : n);
     const fingerprint = this.#fingerprint(options, latent, layers, sampler, cfg);
     const rng = createRng(options.seed);
-    const x = initialNoise(rng, sampler, latentShape(latent, n), options.noise);
+    const shape = latentShape(latent, n);
+    const given = checkGiven(m.given?.(options, shape, sampler.kind) ?? null, shape);
+    const x = withGiven(initialNoise(rng, sampler, shape, options.noise), given);
     const cache = new CacheManager({
       ...(this.#options.cacheBudgetBytes === undefined ? {} : { budgetBytes: this.#options.cacheBudgetBytes }),
       onEvent: (e) => this.#options.onEvent?.(e),
     });
     checkStrategySet(this.#strategies);
-    return { n, cond, cfg: cfg ? { order: m.cfgOrder } : null, scale, channels, latent, layers, sampler, cache, tally: newTally(), rng, x, fingerprint };
+    return { n, cond, cfg: cfg ? { order: m.cfgOrder } : null, scale, channels, latent, layers, sampler, cache, tally: newTally(), rng, x, given, fingerprint };
   }
 
   /** The plan view of a generation: the plan (validated against this run) or `full` everywhere. */
@@ -370,7 +374,7 @@ export class Pipeline<Cond = unknown, State = unknown, Options = unknown> {
   #advance(run: Run<Cond>, step: number, output: Tensor): void {
     const modelOut = this.#prediction(run, output);
     const x = run.x;
-    run.x = run.sampler.step(modelOut, step, x, run.sampler.needsNoise(step) ? run.rng.randn(x.shape) : undefined);
+    run.x = withGiven(run.sampler.step(modelOut, step, x, run.sampler.needsNoise(step) ? run.rng.randn(x.shape) : undefined), run.given);
   }
 
   /** Runs one generation. */
@@ -467,6 +471,29 @@ function initialNoise(rng: Rng, sampler: Sampler, shape: readonly number[], nois
     x = noise;
   }
   return sampler.initNoiseSigma === 1 ? x : tensor(x.data.map((v) => v * sampler.initNoiseSigma), x.shape);
+}
+
+/** Checks what an adapter's `given` returned against the latents' shape. */
+function checkGiven(given: GivenLatents | null, shape: readonly number[]): GivenLatents | null {
+  if (given === null) return null;
+  const v = given.values;
+  if (!v || !(v.data instanceof Float32Array) || v.shape.join() !== shape.join()) {
+    throw new ShapeMismatchError(`Expected the given latents of shape [${shape.join(', ')}] but received ${describeValue(v?.shape ?? v)}`);
+  }
+  if (!(given.mask instanceof Uint8Array) || given.mask.length !== v.data.length) {
+    throw new ShapeMismatchError(`Expected a Uint8Array mask of ${v.data.length} given-entry flags but received ${describeValue(given.mask?.length ?? given.mask)}`);
+  }
+  return given;
+}
+
+/** `x` with the given entries written in (a new tensor; `x` itself when nothing is given). */
+function withGiven(x: Tensor, given: GivenLatents | null): Tensor {
+  if (given === null) return x;
+  const out = Float32Array.from(x.data);
+  const { mask } = given;
+  const values = given.values.data;
+  for (let i = 0; i < out.length; i++) if (mask[i]) out[i] = values[i]!;
+  return tensor(out, x.shape);
 }
 
 /** A pipeline over a model adapter (see {@link Pipeline}). */

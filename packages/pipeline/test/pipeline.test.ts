@@ -16,7 +16,7 @@ import { strategies as ascStrategies } from '@ditfa/strategy-asc';
 import { strategies as astStrategies } from '@ditfa/strategy-ast';
 import { strategies as warsStrategies } from '@ditfa/strategy-wars';
 import { describe, expect, it } from 'vitest';
-import { type PipelineEvent, createPipeline } from '../src/index.js';
+import { type DenoiserModel, type PipelineEvent, createPipeline } from '../src/index.js';
 import { type GridModelConfig, createGridModel } from '../src/testing/index.js';
 
 const backend = createReferenceBackend();
@@ -281,5 +281,48 @@ describe('options and errors', () => {
     const r = await createPipeline(createGridModel(twoSite), { strategies: methods, backend }).generate({ ...base, classLabels: [1, 2], images: true });
     expect(r.images!.shape).toEqual([2, 1, 4, 6]);
     expect(r.png).toHaveLength(2);
+  });
+});
+
+describe("an adapter's given latent entries", () => {
+  const options = { ...base, classLabels: [1, 2] };
+
+  it('are written into the starting latents and after every step; the adapter is told the shape and the sampler kind', async () => {
+    const model = createGridModel(twoSite);
+    const pipe = createPipeline(model, { strategies: methods, backend });
+    const raw = await pipe.generate(options);
+    const shape = raw.latents.shape;
+    const values = tensor(Float32Array.from({ length: raw.latents.data.length }, (_, i) => (i % 7) / 7 - 0.5), shape);
+    const mask = Uint8Array.from({ length: values.data.length }, (_, i) => (i % 3 === 0 ? 1 : 0));
+    const asked: [readonly number[], string][] = [];
+    const withGiven: DenoiserModel<unknown, unknown, typeof options> = model as never;
+    withGiven.given = (_o, s, kind) => (asked.push([[...s], kind]), { values, mask });
+    const r = await createPipeline(withGiven, { strategies: methods, backend }).generate(options);
+    expect(asked).toEqual([[shape, 'ddim']]);
+    for (let i = 0; i < mask.length; i++) if (mask[i]) expect(r.latents.data[i]).toBe(values.data[i]);
+    // the other entries were generated, and the given ones changed them (the model saw them)
+    const free = Array.from(mask.keys()).filter((i) => !mask[i]);
+    expect(free.some((i) => r.latents.data[i] !== raw.latents.data[i])).toBe(true);
+    expect(free.every((i) => Number.isFinite(r.latents.data[i]!))).toBe(true);
+  });
+
+  it('of the wrong shape or with a bad mask are refused with a coded error before any step', async () => {
+    const model = createGridModel(twoSite);
+    const raw = await createPipeline(model, { strategies: methods, backend }).generate({ ...options, steps: 1 });
+    const n = raw.latents.data.length;
+    const withGiven: DenoiserModel<unknown, unknown, typeof options> = model as never;
+    const bad: Array<[unknown, string]> = [
+      [{ values: tensor(new Float32Array(n), [n]), mask: new Uint8Array(n) }, 'given latents of shape'],
+      [{ values: tensor(new Float32Array(n), raw.latents.shape), mask: new Uint8Array(n - 1) }, 'mask of'],
+      [{ values: tensor(new Float32Array(n), raw.latents.shape), mask: new Array(n).fill(0) }, 'mask of'],
+    ];
+    for (const [given, text] of bad) {
+      withGiven.given = () => given as never;
+      let stepped = 0;
+      const err = await failure(createPipeline(withGiven, { strategies: methods, backend }).generate({ ...options, onProgress: () => void (stepped += 1) }));
+      expect(err.code).toBe(ErrorCode.ShapeMismatch);
+      expect(err.message).toContain(text);
+      expect(stepped).toBe(0);
+    }
   });
 });

@@ -190,7 +190,30 @@ export interface OpenSoraGenerateCliOptions extends OpenSoraCliOptions {
   readonly plan?: string;
   readonly vaeDecoder?: string;
   readonly animation?: string;
+  /** Given frames: safetensors with "latents" [N, C, T, H, W] and "frames" [N, T] (nonzero = given). */
+  readonly reference?: string;
   readonly out: string;
+}
+
+/**
+ * `--reference`: the given frames of a generation (Open-Sora's image-to-video / video extension) from a
+ * safetensors file — "latents" `[N, C, T, H, W]` (for a pixel-space bundle, the frames in [-1, 1]) and
+ * "frames" `[N, T]`, nonzero where the frame is given. Shapes are checked against the generation by the adapter.
+ */
+export function readReference(file: string): { latents: Tensor; frames: number[] } {
+  let tensors;
+  try {
+    tensors = readSafetensors(file).tensors;
+  } catch (cause) {
+    throw new InputFileError(`Cannot read the reference ${JSON.stringify(file)}: ${(cause as Error).message}`, { cause });
+  }
+  const latents = tensors.get('latents');
+  const frames = tensors.get('frames');
+  if (!latents || !frames) {
+    throw new InputFileError(`Expected "latents" [N, C, T, H, W] and "frames" [N, T] tensors in ${file} but it holds ${[...tensors.keys()].join(', ') || 'none'}`);
+  }
+  if (latents.shape.length !== 5) throw new InputFileError(`Expected "latents" of rank 5 [N, C, T, H, W] in ${file} but received [${latents.shape.join(', ')}]`);
+  return { latents: tensor(toFloat32(latents), [...latents.shape]), frames: maskValues(frames) };
 }
 
 /** `ditfa generate` on an Open-Sora model: a frame grid (row per sample, column per frame), an APNG, or the latents. */
@@ -203,7 +226,7 @@ export async function generateOpenSora(o: OpenSoraGenerateCliOptions, out: Outpu
   const plan = o.plan ? await readPlan(o.plan) : undefined;
   const pipe = await openOpenSora(o.model, { warn: out.warn, ...(o.threads ? { threads: o.threads } : {}), ...(plan ? { window: planWindows(plan) } : {}), ...(o.vaeDecoder ? { decoder: o.vaeDecoder } : {}) });
   try {
-    const request = openSoraRequest(pipe, o, plan, bundle);
+    const request = { ...openSoraRequest(pipe, o, plan, bundle), ...(o.reference ? { reference: readReference(o.reference) } : {}) };
     progress.start(request.steps, plan ? 'generating (plan)' : 'generating (raw)');
     const result = await pipe.generate({ ...request, images: !toLatents, ...(signal ? { signal } : {}), onProgress: (e) => progress.update(e.step) });
     progress.stop();
