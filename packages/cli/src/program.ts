@@ -117,6 +117,7 @@ export function buildProgram(io: RunIo = {}): Command {
     .option('--vae-decoder <file.onnx>', 'ONNX VAE decoder for latent-space models (DiT, PixArt-Σ: latent_sample → sample; Open-Sora: [B, C, T, H, W] → frames)')
     .option('--animation <file.png>', 'Open-Sora: also write the frames as an animated PNG')
     .option('--reference <file>', 'Open-Sora (rflow): given frames, kept as given while the rest is generated (image-to-video): safetensors with "latents" [N, C, T, H, W] and "frames" [N, T] (nonzero = given)')
+    .option('--first-frame <file.png>', 'Open-Sora pixel-space bundle (such as models/fashion-stdit3): a PNG of the frame size as every clip\'s first frame; the rest is generated')
     .addOption(new Option('--seed <n>', 'noise seed').argParser(nonNegativeInt('--seed')).default(0))
     .addOption(new Option('--steps <n>', 'denoising steps').argParser(positiveInt('--steps')).default(50))
     .addOption(new Option('--guidance <scale>', 'classifier-free guidance scale').argParser(nonNegative('--guidance')).default(4))
@@ -127,7 +128,8 @@ export function buildProgram(io: RunIo = {}): Command {
     .addHelpText(
       'after',
       '\nExamples:\n  $ ditfa generate --class 3 --out bag.png\n  $ ditfa generate --class 0 1 2 --batch 6 --plan plan.json --steps 50 --out grid.png' +
-        '\n  $ ditfa generate --model OpenSora-STDiT-v3 --caption-embeddings t5.safetensors --vae-decoder vae_decoder.onnx --frames 51 --out frames.png --animation video.png',
+        '\n  $ ditfa generate --model OpenSora-STDiT-v3 --caption-embeddings t5.safetensors --vae-decoder vae_decoder.onnx --frames 51 --out frames.png --animation video.png' +
+        '\n  $ ditfa generate --model models/fashion-stdit3 --class 0 --first-frame shirt.png --out clip.png --animation clip.apng',
     )
     .action(async (o, cmd: Command) => {
       await generate({ ...o, defaulted: defaulted(cmd) }, output(), progress());

@@ -5,7 +5,7 @@ import { fromFloat32, readSafetensors, toFloat32, writeSafetensors } from '@ditf
 import { concatBatch, parsePlan, tensor } from '@ditfa/core';
 import { bundleRequest, readModelBundle, videoGrid } from '@ditfa/models-opensora';
 import { THRESHOLDS } from '@ditfa/planner';
-import { apngFrameCount, decodePng } from '@ditfa/image';
+import { apngFrameCount, decodePng, encodePng } from '@ditfa/image';
 import { describe, expect, it } from 'vitest';
 import { ExitCode } from '../src/index.js';
 import { demo } from '../src/commands/demo.js';
@@ -244,5 +244,36 @@ describe.skipIf(!videoPresent)('ditfa end to end on the bundled video model', { 
     const dit = await cli('generate', '--class', '1', '--steps', '2', '--reference', file, '--out', join(dir, 'never.png'));
     expect(dit.code).toBe(ExitCode.Usage);
     expect(existsSync(join(dir, 'never.safetensors')) || existsSync(join(dir, 'never.png'))).toBe(false);
+  });
+
+  it('generate --first-frame: a PNG as every clip\'s first frame, the same as the --reference it stands for', async () => {
+    const T = 8, H = 32, W = 32;
+    // a grey-level PNG (RGB, equal channels): a diagonal ramp
+    const rgb = new Uint8Array(H * W * 3);
+    for (let i = 0; i < H * W; i++) rgb.fill(Math.round(((i % W) + Math.floor(i / W)) * (255 / 62)), 3 * i, 3 * i + 3);
+    const png = join(dir, 'first.png');
+    writeFileSync(png, encodePng({ width: W, height: H, channels: 3, data: rgb }));
+    const out = join(dir, 'first.safetensors');
+    const gen = await cli('--json', 'generate', '--model', bundledVideo, '--class', '2', '4', '--batch', '2', '--steps', '3', '--seed', '4', '--first-frame', png, '--out', out);
+    expect(gen.code, gen.err).toBe(ExitCode.Ok);
+    const got = readSafetensors(out).tensors.get('latents')!;
+    // the reference written out: [0, 255] → [-1, 1] in frame 0 of both clips, frames [1, 0, …] each
+    const ref = new Float32Array(2 * T * H * W);
+    for (const b of [0, 1]) for (let i = 0; i < H * W; i++) ref[b * T * H * W + i] = (rgb[3 * i]! / 255) * 2 - 1;
+    const file = join(dir, 'first-as-reference.safetensors');
+    writeFileSync(file, writeSafetensors(new Map([['latents', fromFloat32(ref, [2, 1, T, H, W])], ['frames', fromFloat32(Float32Array.from({ length: 2 * T }, (_, i) => (i % T === 0 ? 1 : 0)), [2, T])]])));
+    const viaRef = join(dir, 'first-via-reference.safetensors');
+    expect((await cli('--json', 'generate', '--model', bundledVideo, '--class', '2', '4', '--batch', '2', '--steps', '3', '--seed', '4', '--reference', file, '--out', viaRef)).code).toBe(ExitCode.Ok);
+    expect(Buffer.from(readSafetensors(viaRef).tensors.get('latents')!.bytes).equals(Buffer.from(got.bytes))).toBe(true);
+    const latents = toFloat32(got);
+    for (const b of [0, 1]) for (let i = 0; i < H * W; i++) expect(latents[b * T * H * W + i]).toBeCloseTo(ref[b * T * H * W + i]!, 6);
+    // a PNG of another size is an input error; with --reference too, a usage error
+    writeFileSync(join(dir, 'small.png'), encodePng({ width: 8, height: 8, channels: 3, data: new Uint8Array(8 * 8 * 3) }));
+    const small = await cli('generate', '--model', bundledVideo, '--class', '2', '--steps', '2', '--first-frame', join(dir, 'small.png'), '--out', join(dir, 'never2.png'));
+    expect(small.code).toBe(ExitCode.Input);
+    expect(small.err).toContain('32×32');
+    const both = await cli('generate', '--model', bundledVideo, '--class', '2', '--steps', '2', '--first-frame', png, '--reference', file, '--out', join(dir, 'never2.png'));
+    expect(both.code).toBe(ExitCode.Usage);
+    expect(existsSync(join(dir, 'never2.png'))).toBe(false);
   });
 });

@@ -31,6 +31,8 @@ export interface GenerateCliOptions {
   readonly animation?: string;
   /** Open-Sora: given frames (safetensors with "latents" [N, C, T, H, W] and "frames" [N, T] of 0/1). */
   readonly reference?: string;
+  /** Open-Sora pixel-space bundle: a PNG as every clip's given first frame. */
+  readonly firstFrame?: string;
   /** Options left at their defaults (an Open-Sora model then samples as its official inference). */
   readonly defaulted?: readonly string[];
 }
@@ -72,7 +74,9 @@ export async function writeGrid(result: { readonly images?: Tensor | null }, fil
 
 export async function generate(o: GenerateCliOptions, out: Output, progress: Progress, signal?: AbortSignal): Promise<void> {
   if (isOpenSoraModel(o.model)) return generateOpenSora(o, out, progress, signal);
-  if (o.reference !== undefined) throw new UsageError('Expected an Open-Sora model for --reference (frame conditioning); DiT and PixArt-Σ generate every latent');
+  if (o.reference !== undefined || o.firstFrame !== undefined) {
+    throw new UsageError(`Expected an Open-Sora model for ${o.reference !== undefined ? '--reference' : '--first-frame'} (frame conditioning); DiT and PixArt-Σ generate every latent`);
+  }
   const plan = o.plan ? await readPlan(o.plan) : undefined;
   const pipe = await openPipeline(o.model, {
     warn: out.warn,

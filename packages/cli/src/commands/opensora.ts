@@ -1,8 +1,9 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { fromFloat32, readSafetensors, toFloat32, writeSafetensors } from '@ditfa/checkpoint';
 import { type AttentionLayer, type PlanDocument, type Tensor, psnr, tensor, type WindowSpec } from '@ditfa/core';
+import { decodePng } from '@ditfa/image';
 import {
   type ModelBundle,
   type OpenSoraGenerateOptions,
@@ -192,7 +193,41 @@ export interface OpenSoraGenerateCliOptions extends OpenSoraCliOptions {
   readonly animation?: string;
   /** Given frames: safetensors with "latents" [N, C, T, H, W] and "frames" [N, T] (nonzero = given). */
   readonly reference?: string;
+  /** A pixel-space bundle's first frame for every clip, as a PNG of the bundle's size (image-to-video). */
+  readonly firstFrame?: string;
   readonly out: string;
+}
+
+/**
+ * `--first-frame`: a PNG of a pixel-space bundle's frame size as the given first frame of each of `n` clips
+ * (`[0, 255]` → `[-1, 1]`; one channel takes the luminance, three the RGB; alpha is ignored).
+ */
+export async function firstFrameReference(file: string, bundle: ModelBundle | null, latent: { channels: number; frames?: number; height: number; width: number }, n: number): Promise<{ latents: Tensor; frames: number[] }> {
+  let png;
+  try {
+    png = decodePng(await readFile(file));
+  } catch (cause) {
+    throw new InputFileError(`Cannot read the first frame ${JSON.stringify(file)}: ${(cause as Error).message}`, { cause });
+  }
+  const { channels: C, height: H, width: W } = latent;
+  const T = latent.frames ?? 1;
+  if (png.width !== W || png.height !== H) {
+    throw new InputFileError(`Expected a ${W}×${H} first frame (the model's frame size${bundle ? ` in ${bundle.dir}` : ''}) but ${file} is ${png.width}×${png.height}`);
+  }
+  if (C !== 1 && C !== 3) throw new UsageError(`Expected a model of 1 or 3 pixel channels for --first-frame but it has ${C}`);
+  const latents = new Float32Array(n * C * T * H * W);
+  const px = png.data, k = png.channels;
+  for (let y = 0; y < H; y++) {
+    for (let x = 0; x < W; x++) {
+      const o = (y * W + x) * k;
+      const rgb = k >= 3 ? [px[o]!, px[o + 1]!, px[o + 2]!] : [px[o]!, px[o]!, px[o]!];
+      const values = C === 1 ? [0.299 * rgb[0]! + 0.587 * rgb[1]! + 0.114 * rgb[2]!] : rgb;
+      for (let b = 0; b < n; b++) {
+        for (let c = 0; c < C; c++) latents[(((b * C + c) * T) * H + y) * W + x] = (values[c]! / 255) * 2 - 1;
+      }
+    }
+  }
+  return { latents: tensor(latents, [n, C, T, H, W]), frames: Array.from({ length: n * T }, (_, i) => (i % T === 0 ? 1 : 0)) };
 }
 
 /**
@@ -220,13 +255,19 @@ export function readReference(file: string): { latents: Tensor; frames: number[]
 export async function generateOpenSora(o: OpenSoraGenerateCliOptions, out: Output, progress: Progress, signal?: AbortSignal): Promise<void> {
   const toLatents = o.out.endsWith('.safetensors');
   const bundle = readModelBundle(o.model);
+  if (o.reference !== undefined && o.firstFrame !== undefined) throw new UsageError('Expected --reference or --first-frame, not both');
+  if (o.firstFrame !== undefined && !bundle?.pixelSpace) {
+    throw new UsageError('Expected a pixel-space model bundle (such as the bundled models/fashion-stdit3) for --first-frame; give latent-space models their frames with --reference');
+  }
   if (!toLatents && !o.vaeDecoder && !bundle?.pixelSpace) {
     throw new UsageError('Expected --vae-decoder <file.onnx> (Open-Sora\'s VAE decode: latents [B, C, T, H, W] → frames) to write frames, or --out <file.safetensors> for the latents');
   }
   const plan = o.plan ? await readPlan(o.plan) : undefined;
   const pipe = await openOpenSora(o.model, { warn: out.warn, ...(o.threads ? { threads: o.threads } : {}), ...(plan ? { window: planWindows(plan) } : {}), ...(o.vaeDecoder ? { decoder: o.vaeDecoder } : {}) });
   try {
-    const request = { ...openSoraRequest(pipe, o, plan, bundle), ...(o.reference ? { reference: readReference(o.reference) } : {}) };
+    const base = openSoraRequest(pipe, o, plan, bundle);
+    const reference = o.reference ? readReference(o.reference) : o.firstFrame ? await firstFrameReference(o.firstFrame, bundle, pipe.model.latent(base), base.captions.shape[0]!) : null;
+    const request = { ...base, ...(reference ? { reference } : {}) };
     progress.start(request.steps, plan ? 'generating (plan)' : 'generating (raw)');
     const result = await pipe.generate({ ...request, images: !toLatents, ...(signal ? { signal } : {}), onProgress: (e) => progress.update(e.step) });
     progress.stop();
