@@ -483,6 +483,9 @@ function checkGiven(given: GivenLatents | null, shape: readonly number[]): Given
   if (!(given.mask instanceof Uint8Array) || given.mask.length !== v.data.length) {
     throw new ShapeMismatchError(`Expected a Uint8Array mask of ${v.data.length} given-entry flags but received ${describeValue(given.mask?.length ?? given.mask)}`);
   }
+  for (let i = 0; i < v.data.length; i++) {
+    if (given.mask[i] && !Number.isFinite(v.data[i]!)) throw new InvalidArgumentError(`Expected finite given latents but entry ${i} is ${v.data[i]}`);
+  }
   return given;
 }
 

@@ -324,5 +324,16 @@ describe("an adapter's given latent entries", () => {
       expect(err.message).toContain(text);
       expect(stepped).toBe(0);
     }
+    // a given entry that is not finite (one that is not given may be anything)
+    const values = new Float32Array(n).fill(Number.NaN);
+    values[0] = 0.5;
+    const mask = new Uint8Array(n);
+    mask[0] = 1;
+    withGiven.given = () => ({ values: tensor(values, raw.latents.shape), mask });
+    expect((await createPipeline(withGiven, { strategies: methods, backend }).generate({ ...options, steps: 1 })).latents.data[0]).toBe(0.5);
+    mask[1] = 1;
+    const err = await failure(createPipeline(withGiven, { strategies: methods, backend }).generate(options));
+    expect(err.code).toBe(ErrorCode.InvalidArgument);
+    expect(err.message).toContain('entry 1');
   });
 });

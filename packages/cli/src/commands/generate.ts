@@ -29,7 +29,7 @@ export interface GenerateCliOptions {
   readonly width?: number;
   readonly fps?: number;
   readonly animation?: string;
-  /** Open-Sora: given frames (safetensors with "latents" [N, C, T, H, W] and "frames" [N, T] of 0/1). */
+  /** Open-Sora: given frames (safetensors with "latents" [N, C, T, H, W] and "frames" [N, T], nonzero = given). */
   readonly reference?: string;
   /** Open-Sora pixel-space bundle: a PNG as every clip's given first frame. */
   readonly firstFrame?: string;
