@@ -1,12 +1,12 @@
 import * as path from 'node:path';
-import { concatBatch, psnr, type PlanDocument, type Tensor } from '@ditfa/core';
-import type { GenerateOptions, GenerateResult, Pipeline } from '@ditfa/models-dit';
+import { psnr, type PlanDocument, type Tensor } from '@ditfa/core';
+import type { GenerateOptions, Pipeline } from '@ditfa/models-dit';
 import { createJudges, findJudges, scoreAll, type Judge, type JudgeFiles, type Scores } from '@ditfa/quality';
-import { UsageError } from '../errors.js';
 import { readPlan } from '../io.js';
 import type { Output } from '../output.js';
 import type { Progress } from '../progress.js';
 import { bundledModelsRoot, openPipeline, planWindows } from '../session.js';
+import { generateChunks } from './chunks.js';
 import { buildRequest } from './generate.js';
 import { benchOpenSora, isOpenSoraModel } from './opensora.js';
 
@@ -72,37 +72,22 @@ export async function measure(
   progress: Progress,
   label: string,
 ): Promise<MeasuredRun> {
-  if (requests.length === 0) throw new UsageError('Expected at least one generation to measure');
-  const steps = requests[0]!.steps ?? 0;
-  progress.start(steps * requests.length, label);
-  const t0 = performance.now();
-  const results: GenerateResult[] = [];
-  for (const [k, request] of requests.entries()) {
-    results.push(await pipe.generate({ ...request, ...(plan ? { plan } : {}), onProgress: (e) => progress.update(k * steps + e.step) }));
-  }
-  const seconds = (performance.now() - t0) / 1000;
-  progress.stop();
-  const join = (parts: Tensor[]): Tensor => (parts.length === 1 ? parts[0]! : concatBatch(parts));
-  const latents = join(results.map((r) => r.latents));
-  const images = results.every((r) => r.images) ? join(results.map((r) => r.images!)) : null;
+  const run = await generateChunks(pipe, requests, plan, progress, label);
   const labels = requests.every((r) => 'classLabels' in r) ? requests.flatMap((r) => ('classLabels' in r ? [...r.classLabels] : [])) : null;
-  const quality = labels && images ? await scoreAll(judges, images, labels) : [];
-  const attentionSeconds = results.reduce((t, r) => t + r.timings.attentionMs, 0) / 1000;
-  const flops = results.reduce((t, r) => t + r.attention.flops, 0);
-  const rawFlops = results.reduce((t, r) => t + r.attention.rawFlops, 0);
+  const quality = labels && run.images ? await scoreAll(judges, run.images, labels) : [];
+  const attentionSeconds = run.attentionMs / 1000;
   const a = raw?.images ?? raw?.latents;
-  const b = images ?? latents;
+  const b = run.images ?? run.latents;
   return {
-    images,
-    latents,
+    images: run.images,
+    latents: run.latents,
     measure: {
-      seconds,
+      seconds: run.seconds,
       attentionSeconds,
-      otherSeconds: seconds - attentionSeconds,
-      cacheBytesPeak: Math.max(...results.map((r) => r.cache.peakBytes)),
-      // one run: its own fraction (the plan's prediction, exactly); chunks: their FLOPs together
-      attentionFlopsFraction: results.length === 1 ? results[0]!.attention.fraction : rawFlops === 0 ? 0 : flops / rawFlops,
-      fallbacks: results.reduce((t, r) => t + r.attention.fallbacks, 0),
+      otherSeconds: run.seconds - attentionSeconds,
+      cacheBytesPeak: run.cacheBytesPeak,
+      attentionFlopsFraction: run.attentionFlopsFraction,
+      fallbacks: run.fallbacks,
       psnrVsRaw: a && raw ? psnr(a.data, b.data, { peak: 2 }) : null,
       quality,
     },

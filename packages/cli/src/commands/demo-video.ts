@@ -1,12 +1,12 @@
 import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
-import { type AttentionLayer, type PlanDocument, type PlanFingerprint, type Tensor, concatBatch, layerShape, psnr, rawAttentionFlops } from '@ditfa/core';
+import { type AttentionLayer, type PlanDocument, type PlanFingerprint, type Tensor, layerShape, psnr, rawAttentionFlops } from '@ditfa/core';
 import { type ModelBundle, type OpenSoraGenerateOptions, type Pipeline as OpenSoraPipeline, bundleRequest, readModelBundle, videoAnimation, videoGrid } from '@ditfa/models-opensora';
 import { planHeatmapPng, searchedSites, type ThresholdName } from '@ditfa/planner';
 import { type Judge, type VideoScores, createJudges, scoreClips } from '@ditfa/quality';
 import { InputFileError } from '../errors.js';
-import { chunk } from './chunks.js';
+import { chunk, generateChunks } from './chunks.js';
 import type { Output } from '../output.js';
 import type { Progress } from '../progress.js';
 import { bundledModelsRoot } from '../session.js';
@@ -160,33 +160,16 @@ async function run(
   progress: Progress,
   label: string,
 ): Promise<{ frames: Tensor; measure: VideoRunMeasure }> {
-  const steps = requests[0]!.steps;
-  progress.start(steps * requests.length, label);
-  const t0 = performance.now();
-  const parts: Tensor[] = [];
-  let attentionMs = 0;
-  let flops = 0;
-  let rawFlops = 0;
-  let fallbacks = 0;
-  for (const [k, request] of requests.entries()) {
-    const result = await pipe.generate({ ...request, ...(plan ? { plan } : {}), onProgress: (e) => progress.update(k * steps + e.step) });
-    parts.push(result.images!);
-    attentionMs += result.timings.attentionMs;
-    flops += result.attention.flops;
-    rawFlops += result.attention.rawFlops;
-    fallbacks += result.attention.fallbacks;
-  }
-  const seconds = (performance.now() - t0) / 1000;
-  progress.stop();
-  const frames = parts.length === 1 ? parts[0]! : concatBatch(parts);
+  const run = await generateChunks(pipe, requests, plan, progress, label);
+  const frames = run.images!;
   return {
     frames,
     measure: {
-      seconds,
-      attentionSeconds: attentionMs / 1000,
-      attentionFlopsFraction: rawFlops === 0 ? 0 : flops / rawFlops,
+      seconds: run.seconds,
+      attentionSeconds: run.attentionMs / 1000,
+      attentionFlopsFraction: run.attentionFlopsFraction,
       siteFlopsFraction: siteFractions(layers, plan),
-      fallbacks,
+      fallbacks: run.fallbacks,
       psnrVsRaw: raw ? psnr(raw.data, frames.data, { peak: 2 }) : null,
       scores: judges.length > 0 ? await scoreClips(judges, frames, classes) : null,
     },
